@@ -1,0 +1,86 @@
+"""Request models for `conversation_engine` (a `type`-tagged union).
+
+Secrets (`access_token`, `headers`) are `SecretStr`: they are never serialised back, never stored
+in the database, and only live in memory for the session's lifetime. `public()` gives what may be
+shown in responses and stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class _EngineBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def public(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class CartesiaEngineConfig(_EngineBase):
+    type: Literal["cartesia"]
+    agent_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-.:]+$")
+    access_token: SecretStr = Field(min_length=1, max_length=8192)
+    api: Literal["line", "agents"] = "line"
+
+    def public(self) -> dict[str, Any]:
+        return {"type": self.type, "agent_id": self.agent_id, "api": self.api}
+
+
+class ExternalUserAudio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sample_rate: Literal[16000, 24000] = 24000
+
+
+class ExternalAudio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: ExternalUserAudio = Field(default_factory=ExternalUserAudio)
+
+
+class ExternalEngineConfig(_EngineBase):
+    type: Literal["external"]
+    url: AnyUrl
+    audio: ExternalAudio = Field(default_factory=ExternalAudio)
+    headers: dict[str, SecretStr] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("url")
+    @classmethod
+    def _ws_scheme(cls, v: AnyUrl) -> AnyUrl:
+        if v.scheme not in ("ws", "wss"):
+            raise ValueError("url must be a ws:// or wss:// URL")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in v:
+            if not name or len(name) > 100 or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"invalid header name {name!r}")
+        return v
+
+    def public(self) -> dict[str, Any]:
+        return {"type": self.type, "url": str(self.url),
+                "audio": {"user": {"sample_rate": self.audio.user.sample_rate}}}
+
+
+class TextEchoTTS(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    voice: str = Field(default="en-us", min_length=1, max_length=64)
+    rate: int = Field(default=165, ge=80, le=450, description="words per minute")
+    pitch: int = Field(default=50, ge=0, le=99)
+
+
+class TextEchoEngineConfig(_EngineBase):
+    type: Literal["text-echo"]
+    tts: TextEchoTTS = Field(default_factory=TextEchoTTS)
+
+    def public(self) -> dict[str, Any]:
+        return {"type": self.type, "tts": self.tts.model_dump()}
+
+
+EngineConfig = Annotated[
+    CartesiaEngineConfig | ExternalEngineConfig | TextEchoEngineConfig,
+    Field(discriminator="type"),
+]
