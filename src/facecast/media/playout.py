@@ -93,6 +93,7 @@ class SpeechBuffer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._listeners: list[PlaybackListener] = []
+        self._downstream_flush: Callable[[], int] | None = None
 
     # -- subscribers -----------------------------------------------------------------------
     def subscribe(self, listener: PlaybackListener) -> None:
@@ -104,6 +105,11 @@ class SpeechBuffer:
                 listener(event)
             except Exception:  # a broken listener must not stop playback
                 log.exception("playback listener failed")
+
+    def set_downstream_flush(self, flush: Callable[[], int] | None) -> None:
+        """Register the media path's flush: called first thing in `clear()`, it drops every
+        sample already read but not yet played and returns how many it dropped."""
+        self._downstream_flush = flush
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -197,6 +203,8 @@ class SpeechBuffer:
         Returns the interrupted segment, if one was playing or open.
         """
         self._generation += 1
+        if self._downstream_flush is not None:
+            unplayed_downstream += self._downstream_flush()
         pending = [seg for seg, _ in self._chunks]
         self._chunks.clear()
         self._head_offset = 0
