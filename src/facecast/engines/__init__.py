@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from facecast.engines.config import (
     CartesiaEngineConfig,
@@ -14,6 +14,11 @@ from facecast.engines.config import (
 if TYPE_CHECKING:
     from facecast.config import Settings
     from facecast.engines.base import Engine, EngineHost
+
+
+def speech_mode_for(config: EngineConfig) -> Literal["auto", "explicit"]:
+    """Cartesia has no turn markers (segments open/close on audio/drain); the others say so."""
+    return "auto" if isinstance(config, CartesiaEngineConfig) else "explicit"
 
 
 def create_engine(config: EngineConfig, host: EngineHost, settings: Settings) -> Engine:
