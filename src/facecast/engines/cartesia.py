@@ -1,0 +1,453 @@
+"""The Cartesia engine: a Cartesia voice agent (Line or Managed Agents) over its WebSocket.
+
+Three tasks per session, owned by `CartesiaEngine` and cancelled in reverse start order by
+`close()`:
+
+- `reader`: reads every server frame and acts on it at once. Agent audio goes straight into the
+  `SpeechBuffer` (`write_nowait`) while it has room; `clear` drops all agent audio everywhere.
+  The reader never waits on the playout, so a `clear` is never stuck behind queued audio.
+- `writer`: only used when the playout buffer is full: it feeds the overflow backlog with
+  `await speech.write()` (backpressure). A `clear` empties the backlog, and the chunk the writer
+  holds is dropped by the buffer itself (`write` returns None after a `clear`).
+- `sender`: the user's mic, resampled to 24 kHz s16le mono and sent as base64 in 20 ms chunks.
+
+Segments and the SDK's speaking events come from the `SpeechBuffer`'s playback events, not from
+here: Cartesia has no turn markers.
+
+The agent closing the socket with code 1000 (`end_call`, idle timeout) ends the session as
+`agent_left` after queued speech; any other close, a lost connection or a fatal Managed `error`
+ends it as `engine_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from facecast.engines.cartesia_wire import (
+    CLIENT_CLOSE_REASON,
+    Inbound,
+    Kind,
+    MalformedFrame,
+    SessionLog,
+    Target,
+    audio_frame,
+    build_target,
+    classify_close,
+    hello_frame,
+    parse_frame,
+    tool_refusal_frame,
+)
+from facecast.errors import EngineConnectionError
+from facecast.media.audio import SAMPLE_RATE, Chunker, Resampler
+from facecast.sessions.state import EndReason, TaskState
+
+if TYPE_CHECKING:
+    from facecast.config import Settings
+    from facecast.engines.base import EngineHost
+    from facecast.engines.config import CartesiaEngineConfig
+    from facecast.media.playout import PlaybackEvent
+
+logger = logging.getLogger(__name__)
+_ws_logger = logging.getLogger("facecast.engines.cartesia.ws")
+
+MIC_CHUNK_SAMPLES = SAMPLE_RATE // 50          # 20 ms at 24 kHz
+MIC_QUEUE_SECONDS = 1.0                        # user audio waiting to be sent; oldest dropped
+BACKLOG_MAX_SAMPLES = 30 * SAMPLE_RATE         # agent audio beyond a full playout buffer
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 20.0
+CLOSE_TIMEOUT = 2.0
+MAX_FRAME_BYTES = 16 * 2**20
+
+
+class CartesiaEngine:
+    def __init__(self, config: CartesiaEngineConfig, host: EngineHost, settings: Settings) -> None:
+        self._config = config
+        self._host = host
+        self._settings = settings
+        self._api = config.api
+        token = config.access_token.get_secret_value()
+        self._log = SessionLog(logger, host.session_id, [token])
+        self._ws_log = SessionLog(_ws_logger, host.session_id, [token])
+        self._stream_id = host.session_id
+        self._ws: ClientConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._closed = False
+        self._ended = False
+        # mic path
+        self._mic: deque[tuple[np.ndarray, int]] = deque()
+        self._mic_seconds = 0.0
+        self._mic_ready = asyncio.Event()
+        self._mic_dropped = 0
+        self._resampler: Resampler | None = None
+        self._chunker = Chunker(MIC_CHUNK_SAMPLES)
+        # agent audio path
+        self._backlog: deque[np.ndarray] = deque()
+        self._backlog_samples = 0
+        self._backlog_ready = asyncio.Event()
+        self._backlog_space = asyncio.Event()
+        self._backlog_space.set()
+        self._writer_holding = False
+        self._odd_byte = b""
+        # counters (for logs and benchmarks)
+        self.frames_received = 0
+        self.mic_chunks_sent = 0
+        self.clears = 0
+
+    def __repr__(self) -> str:
+        return (f"CartesiaEngine(session_id={self._host.session_id!r}, api={self._api!r}, "
+                f"agent_id={self._config.agent_id!r})")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._ws is not None or self._closed:
+            raise RuntimeError("CartesiaEngine.start() called twice")
+        target = build_target(
+            self._api, self._settings.cartesia_url, self._config.agent_id,
+            self._config.access_token.get_secret_value(),
+            line_version=self._settings.cartesia_version,
+            agents_version=self._settings.cartesia_agents_version)
+        timeout = self._settings.engine_connect_timeout
+        self._log.info("connecting to Cartesia agent %s (%s)", self._config.agent_id, target.safe_url)
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                self._ws = await self._connect(target)
+                await self._ws.send(hello_frame(self._api, self._stream_id))
+                await self._handshake()
+        except TimeoutError:
+            await self._abort()
+            stage = "the WebSocket upgrade" if self._ws is None else "the agent's ready message"
+            raise EngineConnectionError(
+                f"Cartesia agent did not answer within {timeout:g}s (waiting for {stage})") from None
+        except BaseException:
+            await self._abort()
+            raise
+        self._log.info("Cartesia agent ready in %.0f ms (api=%s, stream_id=%s)",
+                       (time.monotonic() - t0) * 1000, self._api, self._stream_id)
+        self._spawn(self._read_loop(), "reader")
+        self._spawn(self._write_loop(), "writer")
+        self._spawn(self._send_loop(), "sender")
+
+    async def _connect(self, target: Target) -> ClientConnection:
+        try:
+            return await connect(
+                target.url, additional_headers=target.headers, compression=None,
+                open_timeout=None, ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT, max_size=MAX_FRAME_BYTES, logger=self._ws_log)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = self._ws_log.redact(bytes(exc.response.body or b"")[:200].decode("utf-8", "replace"))
+            detail = f": {body.strip()}" if body.strip() else ""
+            if status in (401, 403):
+                msg = f"the agent refused the credential (HTTP {status}){detail}"
+            elif status == 404:
+                msg = f"Cartesia agent not found (HTTP 404, check agent_id){detail}"
+            else:
+                msg = f"Cartesia refused the agent WebSocket upgrade (HTTP {status}){detail}"
+            self._log.warning("%s", msg)
+            raise EngineConnectionError(msg) from None
+        except InvalidURI:
+            raise EngineConnectionError(
+                f"invalid Cartesia agent URL {target.safe_url!r}") from None
+        except (InvalidHandshake, OSError) as exc:
+            msg = (f"cannot connect to the Cartesia agent at {target.safe_url}: "
+                   f"{type(exc).__name__}: {self._ws_log.redact(str(exc))}")
+            self._log.warning("%s", msg)
+            raise EngineConnectionError(msg) from None
+
+    async def _handshake(self) -> None:
+        """Wait for `ack` / `session_ready`; anything else that arrives first is handled."""
+        assert self._ws is not None
+        while True:
+            try:
+                text = await self._ws.recv()
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else 1006
+                reason = exc.rcvd.reason if exc.rcvd else "no close frame"
+                raise EngineConnectionError(
+                    f"the agent closed the connection during the handshake ({code}"
+                    f"{', ' + reason if reason else ''})") from None
+            if not isinstance(text, str):
+                self._log.warning("ignoring a binary frame (%d bytes) from the agent", len(text))
+                continue
+            try:
+                event = parse_frame(self._api, text)
+            except MalformedFrame as exc:
+                self._log.warning("malformed frame from the agent: %s", exc)
+                continue
+            if event.kind is Kind.READY:
+                sid = event.data.get("stream_id")
+                if isinstance(sid, str) and sid:
+                    self._stream_id = sid
+                if self._api == "agents":
+                    self._log.info("Managed Agents call %s", event.data.get("call_id"))
+                return
+            if event.kind is Kind.ERROR:
+                raise EngineConnectionError(
+                    f"the agent rejected the session: {_error_text(event.data)}")
+            await self._dispatch(event)
+
+    async def close(self) -> None:
+        """Disconnect (idempotent). Never calls `end_session`."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        for task in reversed(self._tasks):
+            if task.get_name().endswith(":sender"):
+                task.cancel()
+        ws = self._ws
+        if ws is not None:
+            try:
+                await ws.close(1000, CLIENT_CLOSE_REASON)
+            except Exception as exc:  # the socket may already be gone
+                self._log.debug("close: %r", exc)
+        for task in reversed(self._tasks):
+            task.cancel()
+        for task in reversed(self._tasks):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                self._log.exception("task %s failed", task.get_name())
+        self._tasks.clear()
+        self._mic.clear()
+        self._backlog.clear()
+        self._log.info("Cartesia engine closed (%d frames in, %d mic chunks out, %d clears)",
+                       self.frames_received, self.mic_chunks_sent, self.clears)
+
+    async def _abort(self) -> None:
+        self._closing = True
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(1000, CLIENT_CLOSE_REASON), CLOSE_TIMEOUT)
+            except Exception as exc:
+                self._log.debug("abort close: %r", exc)
+        self._closed = True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            coro, name=f"cartesia:{self._host.session_id}:{role}")
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._closing:
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._log.error("%s crashed: %r", task.get_name(), exc, exc_info=exc)
+            self._end(EndReason.ENGINE_ERROR, error_code="engine_error",
+                      message="internal error in the Cartesia engine")
+
+    def _end(self, reason: EndReason, *, error_code: str | None = None, message: str | None = None,
+             after_speech: bool = False) -> None:
+        if self._ended or self._closing:
+            return
+        self._ended = True
+        self._log.info("ending session: %s (%s)", reason.value, message)
+        self._host.end_session(reason, error_code=error_code, message=message,
+                               after_speech=after_speech)
+
+    # -- server → us -------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            while True:
+                text = await ws.recv()
+                if not isinstance(text, str):
+                    self._log.warning("ignoring a binary frame (%d bytes) from the agent", len(text))
+                    continue
+                try:
+                    event = parse_frame(self._api, text)
+                except MalformedFrame as exc:
+                    self._log.warning("malformed frame from the agent: %s", exc)
+                    continue
+                await self._dispatch(event)
+        except ConnectionClosed as exc:
+            if self._closing:
+                return
+            if exc.rcvd is not None:
+                outcome = classify_close(exc.rcvd.code, exc.rcvd.reason)
+            else:
+                lost = exc.sent.reason if exc.sent is not None and exc.sent.reason else None
+                outcome = classify_close(None, "", lost=lost)
+            if outcome.reason is EndReason.AGENT_LEFT:
+                self._log.info("%s", outcome.message)
+            else:
+                self._log.warning("%s", outcome.message)
+            self._end(outcome.reason, error_code=outcome.error_code,
+                      message=None if outcome.reason is EndReason.AGENT_LEFT else outcome.message,
+                      after_speech=outcome.after_speech)
+
+    async def _dispatch(self, event: Inbound) -> None:
+        self.frames_received += 1
+        kind = event.kind
+        if kind is Kind.AUDIO:
+            assert event.payload is not None
+            await self._on_audio(event.payload)
+        elif kind is Kind.CLEAR:
+            self._on_clear()
+        elif kind is Kind.READY:
+            self._log.debug("ignoring a repeated %s", event.name)
+        elif kind is Kind.TRANSFER:
+            self._log.warning("agent asked to transfer the call; not supported by a web avatar, "
+                              "ignored (the session goes on)")
+        elif kind is Kind.ERROR:
+            self._on_error(event.data)
+        elif kind is Kind.TOOL_CALL:
+            await self._on_tool_call(event.data)
+        elif kind is Kind.INFO:
+            self._log.debug("agent event %s (not acted on)", event.name)
+        else:
+            self._log.debug("ignoring unknown agent event %r", event.name)
+
+    async def _on_audio(self, payload: str) -> None:
+        try:
+            raw = base64.b64decode(payload)
+        except (binascii.Error, ValueError):
+            self._log.warning("agent audio with an invalid base64 payload dropped")
+            return
+        if self._odd_byte:
+            raw = self._odd_byte + raw
+        if len(raw) % 2:
+            raw, self._odd_byte = raw[:-1], raw[-1:]
+        else:
+            self._odd_byte = b""
+        if not raw:
+            return
+        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+        speech = self._host.speech
+        if not self._backlog and not self._writer_holding and speech.has_space(pcm.size):
+            speech.write_nowait(pcm)
+            return
+        # the playout buffer is full: queue in order behind it (the writer drains this)
+        self._backlog.append(pcm)
+        self._backlog_samples += pcm.size
+        self._backlog_ready.set()
+        if self._backlog_samples > BACKLOG_MAX_SAMPLES:
+            self._log.debug("agent audio backlog full: pausing the socket")
+            self._backlog_space.clear()
+            await self._backlog_space.wait()
+
+    def _on_clear(self) -> None:
+        """Barge-in: nothing of the current reply may be played from now on."""
+        self.clears += 1
+        self._backlog.clear()
+        self._backlog_samples = 0
+        self._backlog_space.set()
+        self._odd_byte = b""
+        seg = self._host.speech.clear()   # a writer blocked in `write` drops its chunk
+        self._log.debug("clear: agent audio dropped (segment %s)", seg.id if seg else None)
+
+    def _on_error(self, data: Any) -> None:
+        text = _error_text(data)
+        if data.get("fatal") is True:
+            self._log.error("fatal agent error: %s", text)
+            self._end(EndReason.ENGINE_ERROR, error_code="engine_error",
+                      message=f"agent error: {text}")
+        else:
+            self._log.warning("agent error (not fatal): %s", text)
+
+    async def _on_tool_call(self, data: Any) -> None:
+        name = str(data.get("tool_name", "?"))
+        call_id = data.get("tool_call_id")
+        self._log.warning("agent called client tool %r; none are available here", name)
+        if data.get("expects_response") and isinstance(call_id, str) and self._ws is not None:
+            try:
+                await self._ws.send(tool_refusal_frame(call_id, name))
+            except ConnectionClosed:
+                pass
+
+    async def _write_loop(self) -> None:
+        speech = self._host.speech
+        while True:
+            await self._backlog_ready.wait()
+            self._backlog_ready.clear()
+            while self._backlog:
+                pcm = self._backlog.popleft()
+                self._backlog_samples -= pcm.size
+                if self._backlog_samples <= BACKLOG_MAX_SAMPLES:
+                    self._backlog_space.set()
+                self._writer_holding = True
+                try:
+                    await speech.write(pcm)   # None: cleared while waiting, chunk dropped
+                finally:
+                    self._writer_holding = False
+
+    # -- us → server -------------------------------------------------------------------------
+    def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Queue user audio (int16 mono). Never blocks; drops the oldest audio when full."""
+        if self._closed or pcm.size == 0:
+            return
+        if pcm.dtype != np.int16:
+            raise TypeError(f"expected int16 PCM, got {pcm.dtype}")
+        if sample_rate <= 0:
+            raise ValueError(f"invalid sample rate {sample_rate}")
+        self._mic.append((pcm.reshape(-1).copy(), sample_rate))
+        self._mic_seconds += pcm.size / sample_rate
+        while self._mic_seconds > MIC_QUEUE_SECONDS and len(self._mic) > 1:
+            old, rate = self._mic.popleft()
+            self._mic_seconds -= old.size / rate
+            self._mic_dropped += 1
+            self._log.debug("mic queue full: dropped %d ms of user audio (%d so far)",
+                            old.size * 1000 // rate, self._mic_dropped)
+        self._mic_ready.set()
+
+    async def _send_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            while True:
+                await self._mic_ready.wait()
+                self._mic_ready.clear()
+                while self._mic:
+                    pcm, rate = self._mic.popleft()
+                    self._mic_seconds = max(0.0, self._mic_seconds - pcm.size / rate)
+                    for chunk in self._chunker.push(self._resample(pcm, rate)):
+                        b64 = base64.b64encode(chunk.astype("<i2", copy=False).tobytes())
+                        await ws.send(audio_frame(self._api, self._stream_id, b64.decode("ascii")))
+                        self.mic_chunks_sent += 1
+        except ConnectionClosed:
+            return   # the reader reports why
+
+    def _resample(self, pcm: np.ndarray, rate: int) -> np.ndarray:
+        if self._resampler is None or self._resampler.in_rate != rate:
+            if self._resampler is not None:
+                self._log.info("mic sample rate changed %d → %d Hz", self._resampler.in_rate, rate)
+            self._resampler = Resampler(rate, SAMPLE_RATE)
+        return self._resampler.process(pcm)
+
+    # -- the rest of the Engine protocol -----------------------------------------------------
+    async def submit_task(self, task_id: str, text: str) -> None:
+        """Cartesia agents take no text input: the task is recorded, nothing is spoken."""
+        self._log.info("task %s recorded (Cartesia agents do not speak text tasks)", task_id)
+        self._host.set_task_state(task_id, TaskState.RECORDED)
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        self._log.debug("playback %s %s (%.2fs played%s)", event.kind, event.segment.id,
+                        event.played_duration, ", interrupted" if event.interrupted else "")
+
+    def on_sdk_message(self, data: Any) -> None:
+        self._log.debug("SDK message ignored (the Cartesia engine has no custom-message path)")
+
+
+def _error_text(data: Any) -> str:
+    code = data.get("code", "unknown") if isinstance(data, dict) else "unknown"
+    message = data.get("message", "") if isinstance(data, dict) else ""
+    return f"{code}: {message}" if message else str(code)
