@@ -86,6 +86,7 @@ class ExternalEngine:
     speech_mode = "explicit"
     ping_interval: float = 75.0
     ping_timeout: float = 30.0
+    close_timeout: float = 5.0      # a dead peer is declared gone this long after our close frame
 
     def __init__(self, config: ExternalEngineConfig, host: EngineHost, settings: Settings) -> None:
         self.config = config
@@ -130,7 +131,7 @@ class ExternalEngine:
                 open_timeout=self.settings.engine_connect_timeout,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
-                close_timeout=5,
+                close_timeout=self.close_timeout,
                 max_size=MAX_FRAME_BYTES,
                 compression=None,
                 logger=_WireLog(logging.getLogger(__name__ + ".wire"),

@@ -71,7 +71,7 @@ class ExternalEngineStandIn:
     async def start(self) -> None:
         self._server = await serve(self._handler, "127.0.0.1", 0, max_size=self.max_size,
                                    compression=None, process_request=self._process_request,
-                                   ping_interval=None)
+                                   ping_interval=None, close_timeout=1.0, logger=logger)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
