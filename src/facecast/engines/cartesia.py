@@ -401,7 +401,7 @@ class CartesiaEngine:
             raise ValueError(f"invalid sample rate {sample_rate}")
         self._mic.append((pcm.reshape(-1).copy(), sample_rate))
         self._mic_seconds += pcm.size / sample_rate
-        while self._mic_seconds > MIC_QUEUE_SECONDS and len(self._mic) > 1:
+        while self._mic_seconds > MIC_QUEUE_SECONDS + 1e-9 and len(self._mic) > 1:
             old, rate = self._mic.popleft()
             self._mic_seconds -= old.size / rate
             self._mic_dropped += 1
