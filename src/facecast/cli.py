@@ -58,7 +58,7 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from facecast.demo import run_demo
+    from facecast.demo_runner import run_demo
 
     settings = _settings()
     setup_logging(settings.log_level)
