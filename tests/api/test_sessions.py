@@ -187,3 +187,12 @@ async def test_end_reason_visible_after_engine_end(ctx: AppCtx) -> None:
     await ctx.manager.settle()
     info = (await ctx.client.get(f"/api/v1/sessions/{sid}", headers=ctx.auth)).json()
     assert info["state"] == "ended" and info["end_reason"] == "agent_left"
+
+
+async def test_metrics(ctx: AppCtx) -> None:
+    sid = (await ctx.create_session())["session_id"]
+    await ctx.client.delete(f"/api/v1/sessions/{sid}", headers=ctx.auth)
+    text = (await ctx.client.get("/metrics")).text
+    assert "facecast_sessions_created_total 1" in text
+    assert 'facecast_sessions_ended_total{reason="termination_command_received"} 1' in text
+    assert "facecast_sessions_live 0" in text

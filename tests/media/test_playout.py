@@ -176,8 +176,7 @@ async def test_avatar_stream_frames_carry_their_audio() -> None:
         buf.write_nowait(np.concatenate([tone(N, 5), tone(N, 6)]))
         for _ in range(3):
             stream.tick()
-            while stream._pending_video:
-                await asyncio.sleep(0.001)
+            await asyncio.gather(*list(stream._pending_video))
     assert [i for i, _ in sink.audio] == [0, 1, 2]
     assert [int(p[0]) for _, p in sink.audio] == [5, 6, 0]
     assert [(i, int(img[0, 0, 0])) for i, img in sink.video] == [(0, 5), (1, 6), (2, 0)]
@@ -194,11 +193,9 @@ async def test_clear_resets_the_renderer_and_flushes_sinks() -> None:
         buf.write_nowait(tone(N * 10, 9))
         for _ in range(3):
             stream.tick()
-            while stream._pending_video:
-                await asyncio.sleep(0.001)
+            await asyncio.gather(*list(stream._pending_video))
         buf.clear()
         stream.tick()
-        while stream._pending_video:
-            await asyncio.sleep(0.001)
+        await asyncio.gather(*list(stream._pending_video))
     assert renderer.resets == 1
     assert events[-1].interrupted and events[-1].played_samples == 3 * N - 2 * N

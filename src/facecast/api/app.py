@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from facecast import __version__
@@ -100,6 +101,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def healthz() -> dict[str, object]:
         manager = app.state.manager
         return {"status": "ok", "version": __version__, "live_sessions": manager.live_count}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> str:
+        """Prometheus text format."""
+        manager: SessionManager = app.state.manager
+        lines = [
+            "# TYPE facecast_sessions_live gauge", f"facecast_sessions_live {manager.live_count}",
+            "# TYPE facecast_users_connected gauge",
+            f"facecast_users_connected {manager.users_connected}",
+            "# TYPE facecast_sessions_created_total counter",
+            f"facecast_sessions_created_total {manager.created_total}",
+            "# TYPE facecast_sessions_ended_total counter",
+        ]
+        lines += [f'facecast_sessions_ended_total{{reason="{r}"}} {n}'
+                  for r, n in sorted(manager.ended_total.items())]
+        return "\n".join(lines) + "\n"
 
     _include_media_routes(app)
     return app

@@ -93,6 +93,8 @@ class SessionManager:
         self._live: dict[str, LiveSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.created_total = 0
+        self.ended_total: dict[str, int] = {}
 
     # -- background work -------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -139,6 +141,10 @@ class SessionManager:
     def live_count(self) -> int:
         return len(self._live)
 
+    @property
+    def users_connected(self) -> int:
+        return sum(len(live.peers) for live in self._live.values())
+
     def live(self, session_id: str) -> LiveSession | None:
         return self._live.get(session_id)
 
@@ -166,6 +172,7 @@ class SessionManager:
             spec.user_absent_timeout, lambda: self.request_end(sid, EndReason.USER_ABSENT_TIMEOUT))
         live.max_timer = self.clock.call_later(
             spec.max_duration, lambda: self.request_end(sid, EndReason.MAX_DURATION_REACHED))
+        self.created_total += 1
         log.info("session created (engine=%s avatar=%s)", spec.engine.type, spec.avatar_id,
                  extra={"session_id": sid})
         return sid, self.signer.issue(sid, now)
@@ -310,6 +317,7 @@ class SessionManager:
                                           TaskRow.state.in_([TaskState.QUEUED.value, TaskState.SPEAKING.value]))
                     .values(state=TaskState.CANCELLED.value, updated_at=now))
         finally:
+            self.ended_total[reason.value] = self.ended_total.get(reason.value, 0) + 1
             log.info("session ended: %s%s", reason.value, f" ({message})" if message else "",
                      extra={"session_id": session_id})
             runtime = live.runtime
