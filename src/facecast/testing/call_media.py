@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,50 @@ class Speech:
         if cancelled and not self.finished:
             self.cancelled = True
         self._done.set()
+
+
+@dataclass(eq=False)
+class Action:
+    """A non-audio step queued behind speech (end_call, transfer_call); `done` when run."""
+
+    kind: str
+    arg: str
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Recording:
+    """User audio as received, bounded to the last `max_samples` (whole chunks dropped first);
+    positions are absolute sample indices since the call started."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self._chunks: deque[np.ndarray] = deque()
+        self._offsets: deque[int] = deque()
+        self.total = 0
+
+    def append(self, pcm: np.ndarray) -> None:
+        self._chunks.append(pcm)
+        self._offsets.append(self.total)
+        self.total += pcm.size
+        while self._chunks and self.total - self._offsets[0] > self.max_samples:
+            self._chunks.popleft()
+            self._offsets.popleft()
+
+    def all(self) -> np.ndarray:
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        """Samples [start, end) of the stream, as far as they are still kept."""
+        offsets = list(self._offsets)
+        first = max(0, bisect_right(offsets, max(0, start)) - 1)
+        parts = []
+        for i in range(first, len(offsets)):
+            off, chunk = offsets[i], self._chunks[i]
+            if off >= end:
+                break
+            parts.append(chunk[max(0, start - off):max(0, end - off)])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
 SendAudio = Callable[[Speech, np.ndarray], Awaitable[bool]]
@@ -131,7 +176,7 @@ class SpeechPlayer:
             item = self._queue.popleft()
             if isinstance(item, Speech):
                 item._settle(cancelled=True)
-            elif hasattr(item, "done") and not item.done.done():
+            elif isinstance(item, Action) and not item.done.done():
                 item.done.cancel()
 
     async def run(self) -> None:

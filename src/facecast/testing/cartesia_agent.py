@@ -93,16 +93,18 @@ class _TrackedConnection(ServerConnection):
             self.frame_listener()
 
 
-def _credential(protocol: Protocol, headers: Headers, query: dict[str, str]) -> str | None:
+def _credential(protocol: Protocol, headers: Headers,
+                query: dict[str, str]) -> tuple[str, str] | None:
+    """(kind, credential) the client presented, or None."""
     if protocol == "line":
-        auth = headers.get("Authorization", "")
-        scheme, _, value = auth.partition(" ")
+        scheme, _, value = headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = headers.get("X-API-Key")
-    if key:
-        return key
-    return query.get("access_token") or None
+            return "bearer", value.strip()
+    if key := headers.get("X-API-Key"):
+        return "x-api-key", key
+    if token := query.get("access_token"):
+        return "access_token", token
+    return None
 
 
 def _route(path: str) -> tuple[Protocol, str, dict[str, str]] | None:
@@ -189,7 +191,8 @@ class CartesiaStandIn:
         protocol, _, query = route
         credential = _credential(protocol, request.headers, query)
         ok = credential is not None and (
-            self.token is None or hmac.compare_digest(credential.encode(), self.token.encode()))
+            self.token is None
+            or hmac.compare_digest(credential[1].encode(), self.token.encode()))
         if not ok:
             self.rejected.append((401, path))
             logger.info("refused %s upgrade on %s: %s", protocol, path,
@@ -203,9 +206,10 @@ class CartesiaStandIn:
         assert route is not None
         protocol, agent_id, query = route
         version = query.get("cartesia_version") or ws.request.headers.get("Cartesia-Version")
+        credential = _credential(protocol, ws.request.headers, query)
         conn = AgentConnection(
-            ws, protocol, agent_id, query, version, self.options, self.persona, self.clock,
-            conn_id=f"conn{next(self._ids)}")
+            ws, protocol, agent_id, query, version, credential[0] if credential else "",
+            self.options, self.persona, self.clock, conn_id=f"conn{next(self._ids)}")
         if isinstance(ws, _TrackedConnection):
             ws.frame_listener = conn.touch
         logger.info("%s: %s call to agent %s (Cartesia-Version %s)", conn.id, protocol,

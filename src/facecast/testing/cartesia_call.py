@@ -17,10 +17,8 @@ import contextlib
 import json
 import logging
 import uuid
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -29,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from facecast.clock import Clock
 from facecast.media.audio import as_int16
 from facecast.media.tts import synthesize_async
-from facecast.testing.call_media import Speech, SpeechPlayer, sleep_until
+from facecast.testing.call_media import Action, Recording, Speech, SpeechPlayer, sleep_until
 from facecast.testing.cartesia_wire import (
     AgentsDialect,
     CallSetup,
@@ -37,6 +35,7 @@ from facecast.testing.cartesia_wire import (
     Protocol,
     WireError,
     classify,
+    loads_frame,
     parse_line_start,
     parse_session_create,
 )
@@ -60,19 +59,11 @@ class ConnEvent(NamedTuple):
     event: str        # frame event/type name, or e.g. user_turn_started, speech_interrupted
 
 
-@dataclass
-class _Action:
-    kind: str
-    arg: str
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
-                                       .create_future())
-
-
 class AgentConnection:
     """A call on the stand-in, seen from the agent's side (see module docstring)."""
 
     def __init__(self, ws: ServerConnection, protocol: Protocol, agent_id: str,
-                 query: dict[str, str], cartesia_version: str | None,
+                 query: dict[str, str], cartesia_version: str | None, auth: str,
                  options: StandInOptions, persona: Persona | None, clock: Clock,
                  conn_id: str) -> None:
         self.ws = ws
@@ -82,6 +73,7 @@ class AgentConnection:
         self.headers = ws.request.headers if ws.request is not None else None
         self.query = query
         self.cartesia_version = cartesia_version
+        self.auth = auth          # how the client authenticated: bearer, x-api-key, access_token
         self.options = options
         self.clock = clock
         self._persona = persona
@@ -93,17 +85,13 @@ class AgentConnection:
         self.frames_in: list[dict[str, Any]] = []     # non-audio client frames
         self.frames_out: list[dict[str, Any]] = []    # non-audio agent frames
         self.user_turns = 0
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
         self.started_at = clock.monotonic()
         self.last_client_frame = self.started_at
         self._dialect: LineDialect | AgentsDialect | None = None
         self._send_lock = asyncio.Lock()
         self._counts: Counter[str] = Counter()
         self._waiters: list[tuple[str, int, asyncio.Future[ConnEvent]]] = []
-        self._rx: list[np.ndarray] = []
-        self._rx_offsets: list[int] = []
-        self._rx_total = 0
+        self._recording: Recording | None = None
         self._vad: EnergyVAD | None = None
         self._turn_start = 0
         self._ending = False
@@ -130,12 +118,23 @@ class AgentConnection:
         return self._player.sent_samples if self._player else 0
 
     @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code once the connection is closed (1006: dropped)."""
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.ws.close_reason
+
+    @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
     def received_pcm(self) -> np.ndarray:
         """All user audio received (bounded by `max_record_s`), int16 at the input rate."""
-        return np.concatenate(self._rx) if self._rx else np.zeros(0, dtype=np.int16)
+        if self._recording is None:
+            return np.zeros(0, dtype=np.int16)
+        return self._recording.all()
 
     async def wait_for(self, event: str, timeout: float = 5.0, *, count: int = 1) -> ConnEvent:
         """Wait until `event` has been logged `count` times (past events count); returns it."""
@@ -242,6 +241,13 @@ class AgentConnection:
         self._log("agent", "close")
         await self.ws.close(code, reason)
 
+    async def fail(self, message: str = "agent failed") -> None:
+        """The agent crashes: Managed sends a fatal `agent_failed` error; both close 1011."""
+        self._log("agent", "fail")
+        if isinstance(self._dialect, AgentsDialect):
+            await self._send(self._dialect.error("agent_failed", message, fatal=True))
+        await self.ws.close(1011, message[:120])
+
     # -- the call ------------------------------------------------------------------------------
     async def run(self) -> None:
         try:
@@ -267,7 +273,7 @@ class AgentConnection:
             try:
                 if raw is None:
                     raise WireError(f"no session_create within {self.options.start_timeout:g} s")
-                self.setup = parse_session_create(_loads(raw))
+                self.setup = parse_session_create(loads_frame(raw))
             except WireError as exc:
                 await self._send(dialect.error(exc.code, exc.message, fatal=True))
                 await self.ws.close(1008, exc.message[:120])
@@ -280,7 +286,7 @@ class AgentConnection:
             try:
                 if raw is None:
                     raise WireError(f"no start within {self.options.start_timeout:g} s")
-                self.setup = parse_line_start(_loads(raw))
+                self.setup = parse_line_start(loads_frame(raw))
             except WireError as exc:
                 await self.ws.close(1008, exc.message[:120])
                 return False
@@ -294,6 +300,7 @@ class AgentConnection:
         assert self.setup is not None and self._dialect is not None
         rate = self.setup.audio.sample_rate
         self._vad = EnergyVAD(rate, self.options.vad)
+        self._recording = Recording(int(self.options.max_record_s * rate))
         paced = self.setup.output_delivery == "speaking_pace"
         self._player = SpeechPlayer(
             rate=rate, chunk_ms=self.options.chunk_ms, burst_ms=self.options.initial_burst_ms,
@@ -309,6 +316,7 @@ class AgentConnection:
             await self._on_frame(raw)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        self._tasks = [t for t in self._tasks if not t.done()]
         task = asyncio.ensure_future(coro)
         task.set_name(f"standin-{self.id}-{name}")
         task.add_done_callback(self._task_done)
@@ -323,9 +331,6 @@ class AgentConnection:
 
     async def _teardown(self) -> None:
         self._log("agent", "closed")
-        if self.ws.close_code is not None or self.ws.close_rcvd is not None:
-            self.close_code = self.ws.close_code
-            self.close_reason = self.ws.close_reason
         for task in reversed(self._tasks):
             task.cancel()
         for task in reversed(self._tasks):
@@ -349,7 +354,7 @@ class AgentConnection:
     # -- incoming frames -------------------------------------------------------------------------
     async def _on_frame(self, raw: str | bytes) -> None:
         try:
-            frame = _loads(raw)
+            frame = loads_frame(raw)
             name, payload = classify(self.protocol, frame)
         except WireError as exc:
             self._log("in", "invalid")
@@ -368,28 +373,11 @@ class AgentConnection:
             self._log("in", "invalid")
             logger.warning("%s: bad audio frame: %s", self.id, exc.message)
             return
-        self._record(pcm)
+        assert self._recording is not None
+        self._recording.append(pcm)
         assert self._vad is not None
         for event in self._vad.feed(pcm):
             await self._on_vad(event)
-
-    def _record(self, pcm: np.ndarray) -> None:
-        self._rx.append(pcm)
-        self._rx_offsets.append(self._rx_total)
-        self._rx_total += pcm.size
-        limit = int(self.options.max_record_s * self.sample_rate)
-        while self._rx and self._rx_total - self._rx_offsets[0] > limit:
-            self._rx.pop(0)
-            self._rx_offsets.pop(0)
-
-    def _slice(self, start: int, end: int) -> np.ndarray:
-        first = max(0, bisect_right(self._rx_offsets, start) - 1)
-        parts = []
-        for off, chunk in zip(self._rx_offsets[first:], self._rx[first:], strict=True):
-            if off >= end:
-                break
-            parts.append(chunk[max(0, start - off):max(0, end - off)])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     async def _on_vad(self, event: VadEvent) -> None:
         if event.kind == "start":
@@ -405,7 +393,8 @@ class AgentConnection:
             await self._turn_ended(self._user_turn, interrupted=False)
             self._user_turn = None
         pre = int(self.options.turn_preroll_ms * self.sample_rate / 1000)
-        user_pcm = self._slice(max(0, self._turn_start - pre), event.sample + pre)
+        assert self._recording is not None
+        user_pcm = self._recording.slice(self._turn_start - pre, event.sample + pre)
         if self._persona is not None and not self._ending:
             self._reply = self._spawn(self._persona.on_user_turn_ended(self, user_pcm), "reply")
 
@@ -474,9 +463,9 @@ class AgentConnection:
             assert self._dialect is not None
             await self._send(self._dialect.frame(name, **fields))
 
-    async def _enqueue_action(self, kind: str, arg: str) -> _Action:
+    async def _enqueue_action(self, kind: str, arg: str) -> Action:
         await self.wait_started(self.options.start_timeout)
-        action = _Action(kind, arg)
+        action = Action(kind, arg)
         assert self._player is not None
         if self.closed:
             action.done.cancel()
@@ -485,7 +474,7 @@ class AgentConnection:
         return action
 
     async def _run_action(self, action: Any) -> None:
-        assert isinstance(action, _Action) and self._dialect is not None
+        assert isinstance(action, Action) and self._dialect is not None
         try:
             if action.kind == "transfer":
                 assert isinstance(self._dialect, LineDialect)
@@ -508,13 +497,4 @@ class AgentConnection:
         for name, count, fut in self._waiters:
             if name == event and self._counts[event] >= count and not fut.done():
                 fut.set_result(entry)
-
-
-def _loads(raw: str | bytes) -> Any:
-    if isinstance(raw, bytes):
-        raise WireError("binary frames are not part of the protocol; send JSON text")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise WireError(f"invalid JSON: {exc.msg}") from exc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -241,6 +242,16 @@ class AgentsDialect(Dialect):
 
 
 # -- client → server frames after the handshake -------------------------------------------------
+def loads_frame(raw: str | bytes) -> Any:
+    """A client frame as JSON; every frame must be JSON text."""
+    if isinstance(raw, bytes):
+        raise WireError("binary frames are not part of the protocol; send JSON text")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise WireError(f"invalid JSON: {exc.msg}") from exc
+
+
 LINE_EVENTS = {"media_input", "dtmf", "custom"}
 AGENTS_EVENTS = {"audio_input", "dtmf_input", "client_tool_result"}
 

@@ -26,9 +26,13 @@ logger = logging.getLogger(__name__)
 class CallControl(Protocol):
     """The part of a stand-in connection a persona may use."""
 
-    sample_rate: int
     user_turns: int
-    introduction: str | None
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def introduction(self) -> str | None: ...
 
     async def say(self, speech: str | np.ndarray, *, interruptible: bool = True,
                   text: str | None = None) -> Any: ...
