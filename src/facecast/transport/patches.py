@@ -1,0 +1,268 @@
+"""The aiortc / aioice adjustments facecast relies on, installed once per process.
+
+Measured in `shared/design/transport-notes.md`:
+
+- audio receive jitter buffer `prefetch=4` → `AUDIO_PREFETCH` (mic latency 95 → 47 ms);
+- SCTP user-data chunks of 1100 bytes (1200 overflows a 1280-byte MTU and the data channel stalls);
+- VP8 encoder re-created (a keyframe) whenever REMB moves the target by > 10 %: the target is
+  bucketed with hysteresis and capped, so small estimate changes never re-create the encoder;
+- Opus RTP timestamps taken from the frame's `pts` (our sample counter), so a barge-in flush
+  leaves a gap in the RTP timeline instead of shifting every later packet;
+- ICE host candidates follow a per-peer `IcePolicy` carried in a `ContextVar`: an extra
+  127.0.0.1 candidate (aioice drops loopback; needed for a browser on the same machine) and a
+  UDP port range for host sockets (aioice binds ephemeral ports).
+
+The ICE policy is read inside `RTCPeerConnection.setLocalDescription()` (gathering runs in tasks
+that copy the caller's context), so wrap that call in `with ice_policy(policy): ...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fractions
+import logging
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+import av
+from aiortc import rtcrtpreceiver, rtcrtpsender, rtcsctptransport
+from aiortc.codecs import get_encoder as _aiortc_get_encoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+log = logging.getLogger(__name__)
+
+AUDIO_PREFETCH = 1
+SCTP_USERDATA_MAX_LENGTH = 1100
+OPUS_RTP_RATE = 48_000
+OPUS_BITRATE = 48_000
+# VP8 target buckets (bit/s); the cap scales with the picture area (1 Mbit/s for 512x512).
+VP8_BUCKETS = (250_000, 400_000, 600_000, 800_000, 1_000_000, 1_250_000, 1_500_000)
+VP8_BITS_PER_PIXEL_CAP = 1_000_000 / (512 * 512)
+VP8_MIN_SWITCH_S = 8.0     # a move up waits this long after the last switch
+VP8_DOWN_RATIO = 0.8       # the estimate must fall below 80 % of the bucket to move down
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    loopback: bool = False                  # also offer a 127.0.0.1 host candidate
+    loopback_only: bool = False             # (tests) offer nothing but 127.0.0.1
+    port_range: tuple[int, int] | None = None
+
+    @staticmethod
+    def parse_ports(spec: str | None) -> tuple[int, int] | None:
+        """"40000-40100" → (40000, 40100); None/"" → None. Raises ValueError on junk."""
+        if not spec:
+            return None
+        lo_s, sep, hi_s = spec.partition("-")
+        lo = int(lo_s)
+        hi = int(hi_s) if sep else lo
+        if not (1024 <= lo <= hi <= 65535):
+            raise ValueError(f"bad UDP port range {spec!r}")
+        return lo, hi
+
+
+_policy: ContextVar[IcePolicy | None] = ContextVar("facecast_ice_policy", default=None)
+
+
+@contextlib.contextmanager
+def ice_policy(policy: IcePolicy) -> Iterator[None]:
+    token = _policy.set(policy)
+    try:
+        yield
+    finally:
+        _policy.reset(token)
+
+
+# -- ICE: host addresses and port range ----------------------------------------------------------
+_orig_get_host_addresses = aioice.ice.get_host_addresses
+_orig_get_component_candidates = aioice.ice.Connection.get_component_candidates
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    policy = _policy.get()
+    if policy is not None and policy.loopback_only:
+        return ["127.0.0.1"] if use_ipv4 else []
+    addresses = _orig_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    if policy is not None and policy.loopback and use_ipv4 and "127.0.0.1" not in addresses:
+        addresses.insert(0, "127.0.0.1")
+    return addresses
+
+
+async def _bind_in_range(conn: aioice.ice.Connection, address: str,
+                         port_range: tuple[int, int]) -> tuple[Any, Any] | None:
+    loop = asyncio.get_running_loop()
+    ports = list(range(port_range[0], port_range[1] + 1))
+    random.shuffle(ports)
+    for port in ports:
+        try:
+            return await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(conn), local_addr=(address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            log.info("could not bind %s: %s", address, exc)
+            return None
+    log.warning("no free UDP port in %d-%d on %s", *port_range, address)
+    return None
+
+
+async def _get_component_candidates(self: aioice.ice.Connection, component: int,
+                                    addresses: list[str], timeout: int = 5) -> list[Any]:
+    policy = _policy.get()
+    if policy is None or policy.port_range is None or not addresses:
+        return await _orig_get_component_candidates(self, component, addresses, timeout)
+    # Host sockets inside the configured range; STUN/TURN candidates by aioice as usual.
+    candidates = []
+    for address in addresses:
+        bound = await _bind_in_range(self, address, policy.port_range)
+        if bound is None:
+            continue
+        transport, protocol = bound
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                            aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        host, port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.ice.candidate_foundation("host", "udp", host),
+            component=component, transport="udp",
+            priority=aioice.ice.candidate_priority(component, "host"),
+            host=host, port=port, type="host")
+        candidates.append(protocol.local_candidate)
+        self._protocols.append(protocol)
+        if self.stun_server and ":" not in host:
+            try:
+                cand, _ = await asyncio.wait_for(
+                    aioice.ice.server_reflexive_candidate(protocol, self.stun_server), timeout)
+                candidates.append(cand)
+            except (TimeoutError, OSError, aioice.stun.TransactionFailed):
+                pass
+    candidates += await _orig_get_component_candidates(self, component, [], timeout)
+    return candidates
+
+
+# -- codecs --------------------------------------------------------------------------------------
+class BucketedVp8Encoder(Vp8Encoder):
+    """aiortc's VP8 encoder with a coarse, capped, hysteretic bitrate target.
+
+    aiortc re-creates the libvpx context (forcing a keyframe) when the target moves by more
+    than 10 %; REMB estimates wander constantly, so we only switch between a few buckets.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bucket = VP8_BUCKETS[2]
+        self._cap = VP8_BUCKETS[4]
+        self._last_switch = 0.0
+        Vp8Encoder.target_bitrate.fset(self, self._bucket)  # type: ignore[attr-defined]
+
+    @property  # type: ignore[override]
+    def target_bitrate(self) -> int:
+        return self._bucket
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        now = time.monotonic()
+        fits = [b for b in VP8_BUCKETS if b <= min(bitrate, self._cap)] or [VP8_BUCKETS[0]]
+        want = fits[-1]
+        if want > self._bucket and now - self._last_switch < VP8_MIN_SWITCH_S:
+            return
+        if want < self._bucket and bitrate >= VP8_DOWN_RATIO * self._bucket:
+            return
+        if want != self._bucket:
+            self._bucket, self._last_switch = want, now
+            Vp8Encoder.target_bitrate.fset(self, want)  # type: ignore[attr-defined]
+
+    def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        assert isinstance(frame, av.VideoFrame)
+        area_cap = VP8_BITS_PER_PIXEL_CAP * frame.width * frame.height
+        cap = max(b for b in VP8_BUCKETS if b <= max(area_cap, VP8_BUCKETS[0]))
+        if cap != self._cap:
+            self._cap = cap
+            if self._bucket > cap:
+                self._bucket = cap
+                Vp8Encoder.target_bitrate.fset(self, cap)  # type: ignore[attr-defined]
+        return super().encode(frame, force_keyframe)
+
+
+class CounterOpusEncoder(OpusEncoder):
+    """Opus whose RTP timestamps come from the frame's pts (our sample counter).
+
+    20 ms mono/stereo s16 frames at an Opus-native rate are encoded directly (no resampler,
+    no FIFO); anything else goes through aiortc's original path.
+    """
+
+    _DIRECT_RATES = (8000, 12000, 16000, 24000, 48000)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: av.CodecContext | None = None
+        self._direct_key: tuple[int, str] | None = None
+
+    def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        assert isinstance(frame, av.AudioFrame)
+        rate = frame.sample_rate
+        if (frame.pts is None or rate not in self._DIRECT_RATES or frame.samples != rate // 50
+                or frame.format.name != "s16"):
+            return super().encode(frame, force_keyframe)
+        key = (rate, frame.layout.name)
+        if self._direct is None or self._direct_key != key:
+            codec = av.CodecContext.create("libopus", "w")
+            codec.bit_rate = OPUS_BITRATE
+            codec.format = "s16"
+            codec.layout = frame.layout.name
+            codec.sample_rate = rate
+            codec.time_base = fractions.Fraction(1, rate)
+            codec.options = {"application": "voip", "frame_duration": "20"}
+            self._direct, self._direct_key = codec, key
+        pts = frame.pts
+        packets = self._direct.encode(frame)
+        if not packets:
+            return [], None  # type: ignore[return-value]
+        scale = OPUS_RTP_RATE // rate
+        return [bytes(p) for p in packets], (pts * scale) & 0xFFFFFFFF
+
+
+def _get_encoder(codec: RTCRtpCodecParameters) -> Any:
+    mime = codec.mimeType.lower()
+    if mime == "video/vp8":
+        return BucketedVp8Encoder()
+    if mime == "audio/opus":
+        return CounterOpusEncoder()
+    return _aiortc_get_encoder(codec)
+
+
+# -- jitter buffer -------------------------------------------------------------------------------
+class _LowLatencyJitterBuffer(JitterBuffer):
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        if not is_video and prefetch > AUDIO_PREFETCH:
+            prefetch = AUDIO_PREFETCH
+        super().__init__(capacity, prefetch=prefetch, is_video=is_video)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Apply every patch (idempotent). Call before the first RTCPeerConnection is created."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    rtcrtpreceiver.JitterBuffer = _LowLatencyJitterBuffer  # type: ignore[misc]
+    rtcsctptransport.USERDATA_MAX_LENGTH = SCTP_USERDATA_MAX_LENGTH
+    rtcrtpsender.get_encoder = _get_encoder  # type: ignore[assignment]
+    aioice.ice.get_host_addresses = _get_host_addresses
+    aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
+    log.debug("aiortc patches installed")

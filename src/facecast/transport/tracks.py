@@ -1,0 +1,210 @@
+"""The outbound media of one WebRTC peer: a bounded `AVSink` and the two pull-based tracks.
+
+`PeerSink` is registered on the session's `AvatarStream`. The media clock pushes frame n's
+960 samples of 24 kHz speech and, a few ms later, frame n's picture. The tracks are what aiortc's
+RTP senders pull from:
+
+- `AvatarAudioTrack` yields 20 ms mono s16 frames at 24 kHz, `pts` = sample counter
+  (960 n, 960 n + 480); the patched Opus encoder turns that into the RTP timestamp.
+- `AvatarVideoTrack` yields frame n with `pts` = n × 3600 at 90 kHz.
+
+Both timelines come from the frame index, so A/V sync holds by construction. One subtlety: the
+receiver aligns the streams by RTCP sender reports, and aiortc stamps those with the *send* time
+of the last packet. Frame n's picture leaves later than its audio (render + VP8 encode), so the
+audio track holds each frame back by the measured video lag (EWMA, capped): both streams then
+leave the server equally late and the browser plays them in sync.
+
+Buffers are small and drop the oldest entry when full; `flush()` (barge-in) empties both at once.
+
+Transparent sessions push RGBA images; the video then carries a *stacked matte*: the top half
+is the RGB picture, the bottom half the alpha channel as grey (height 2H). The Web SDK
+composites it (see docs/webrtc.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from facecast.media.audio import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+log = logging.getLogger(__name__)
+
+AUDIO_CHUNK = SAMPLE_RATE // 50             # 20 ms at 24 kHz
+AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+VIDEO_CLOCK = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+VIDEO_TICKS_PER_FRAME = VIDEO_CLOCK * SAMPLES_PER_FRAME // SAMPLE_RATE  # 3600
+AUDIO_MAX_CHUNKS = 8                         # 160 ms; normally 0-2 are waiting
+VIDEO_MAX_FRAMES = 2
+MAX_AV_HOLD_S = 0.08
+HOLD_EWMA = 0.1
+
+
+def stack_alpha(rgba: np.ndarray) -> np.ndarray:
+    """HxWx4 RGBA → 2HxWx3: RGB on top, alpha as grey below (the stacked-matte layout)."""
+    h, w = rgba.shape[:2]
+    out = np.empty((2 * h, w, 3), dtype=np.uint8)
+    out[:h] = rgba[..., :3]
+    out[h:] = rgba[..., 3:4]
+    return out
+
+
+@dataclass
+class _AudioChunk:
+    pts: int              # in 24 kHz samples
+    pcm: np.ndarray       # AUDIO_CHUNK int16 samples
+    pushed_at: float      # monotonic time the media clock produced it
+
+
+class PeerSink:
+    """One peer's bounded buffers between the media clock and the RTP senders."""
+
+    def __init__(self, session_id: str = "-", *, hold_av: bool = True) -> None:
+        self.session_id = session_id
+        self.hold_av = hold_av
+        self._audio: deque[_AudioChunk] = deque(maxlen=AUDIO_MAX_CHUNKS)
+        self._video: deque[tuple[int, np.ndarray]] = deque(maxlen=VIDEO_MAX_FRAMES)
+        self._audio_ready = asyncio.Event()
+        self._video_ready = asyncio.Event()
+        self._audio_times: dict[int, float] = {}
+        self.video_lag = 0.0                # EWMA: frame produced → its picture sent
+        self.audio_dropped = 0              # overflow drops (samples)
+        self.video_dropped = 0
+        self.flushes = 0
+        self.closed = False
+
+    # -- AVSink (called on the loop by the media clock; never blocks) --------------------------
+    def push_audio(self, index: int, pcm: np.ndarray) -> None:
+        now = time.monotonic()
+        self._audio_times[index] = now
+        if len(self._audio_times) > 64:
+            for old in sorted(self._audio_times)[:-32]:
+                del self._audio_times[old]
+        base = index * SAMPLES_PER_FRAME
+        for off in range(0, pcm.size, AUDIO_CHUNK):
+            if len(self._audio) == self._audio.maxlen:
+                self.audio_dropped += AUDIO_CHUNK
+            self._audio.append(_AudioChunk(base + off, pcm[off:off + AUDIO_CHUNK], now))
+        self._audio_ready.set()
+
+    def push_video(self, index: int, image: np.ndarray) -> None:
+        if len(self._video) == self._video.maxlen:
+            self.video_dropped += 1
+        self._video.append((index, image))
+        self._video_ready.set()
+
+    def flush(self) -> int:
+        dropped = sum(c.pcm.size for c in self._audio)
+        self._audio.clear()
+        self._video.clear()
+        self.flushes += 1
+        return dropped
+
+    def close(self) -> None:
+        self.closed = True
+        self._audio_ready.set()
+        self._video_ready.set()
+
+    # -- track side ---------------------------------------------------------------------------
+    async def next_audio(self) -> _AudioChunk:
+        while True:
+            if self.closed:
+                raise MediaStreamError
+            if self._audio:
+                head = self._audio[0]
+                wait = head.pushed_at + self.hold() - time.monotonic() if self.hold_av else 0.0
+                if wait <= 0.001:
+                    return self._audio.popleft()
+                self._audio_ready.clear()
+                try:
+                    await asyncio.wait_for(self._audio_ready.wait(), wait)
+                except TimeoutError:
+                    pass
+                continue
+            self._audio_ready.clear()
+            await self._audio_ready.wait()
+
+    async def next_video(self) -> tuple[int, np.ndarray]:
+        while not self._video:
+            if self.closed:
+                raise MediaStreamError
+            self._video_ready.clear()
+            await self._video_ready.wait()
+        if self.closed:
+            raise MediaStreamError
+        index, image = self._video.pop()          # the newest; older ones are stale
+        self.video_dropped += len(self._video)
+        self._video.clear()
+        return index, image
+
+    def video_sent(self, index: int) -> None:
+        """The sender came back for another frame: frame `index` is encoded and sent."""
+        produced = self._audio_times.get(index)
+        if produced is None:
+            return
+        lag = time.monotonic() - produced
+        if 0 <= lag < 1.0:
+            self.video_lag += HOLD_EWMA * (lag - self.video_lag)
+
+    def hold(self) -> float:
+        return min(MAX_AV_HOLD_S, self.video_lag)
+
+
+class AvatarAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, sink: PeerSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        chunk = await self._sink.next_audio()
+        frame = av.AudioFrame.from_ndarray(chunk.pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = chunk.pts
+        frame.time_base = AUDIO_TIME_BASE
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._sink.close()
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, sink: PeerSink) -> None:
+        super().__init__()
+        self._sink = sink
+        self._last: int | None = None
+        self.frames_sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._last is not None:
+            self._sink.video_sent(self._last)
+        index, image = await self._sink.next_video()
+        if image.ndim == 3 and image.shape[2] == 4:
+            image = stack_alpha(image)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = index * VIDEO_TICKS_PER_FRAME
+        frame.time_base = VIDEO_TIME_BASE
+        self._last = index
+        self.frames_sent += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._sink.close()
