@@ -19,6 +19,7 @@ from facecast.engines.cartesia import CartesiaEngine
 from facecast.engines.config import CartesiaEngineConfig
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import Resampler
+from facecast.media.playout import SpeechBuffer
 from facecast.sessions.state import EndReason, TaskState
 from facecast.testing.cartesia_agent import AgentConnection, CartesiaStandIn, ParrotPersona
 from facecast.testing.host import RecordingHost
@@ -241,6 +242,54 @@ async def test_segments_open_on_audio_and_close_on_drain() -> None:
         assert events[0].segment is events[1].segment is not events[2].segment
         assert events[1].played_samples == int(0.3 * SR)
         assert events[3].played_samples == int(0.2 * SR)
+
+
+async def test_full_playout_buffer_keeps_order_and_clear_still_wins() -> None:
+    """With a tiny playout buffer the agent's audio waits in the engine (backpressure), in
+    order; a `clear` is still read at once and drops that backlog too, including the chunk
+    the engine was waiting to write."""
+    host = RecordingHost(session_id="sess_cartesia")
+    host.speech = SpeechBuffer(mode="auto", capacity_seconds=0.3)
+    host.speech.subscribe(host._on_playback)
+    async with CartesiaStandIn(persona=None) as agent:
+        engine, host = make_engine(agent.url, host=host)
+        host.start_clock()
+        try:
+            await engine.start()
+            conn = await agent.next_connection()
+            await conn.wait_started()
+            c = Call(agent, host, engine, conn, "line")
+            whole = numbered(SR, 1000)
+            await c.blast(whole)
+            await until(lambda: host.playback_events != [] and host.playback_events[-1].kind
+                        == "ended", what="first reply played")
+            assert np.array_equal(host.played_audio(), whole)       # all of it, in order
+            host.played.clear()
+            first = numbered(2 * SR, 1000)
+            await c.blast(first)
+            await until(lambda: host.played_audio().size > SR // 4, what="second reply playing")
+            assert host.speech.buffered_samples <= int(0.3 * SR) + 960   # the rest waits in us
+            await conn.send_json(c.clear_frame())
+            await c.blast(numbered(SR // 4, -1000))
+            await until(lambda: host.speech.is_idle() and host.played_audio()[-1] < 0,
+                        what="next reply played")
+            played = host.played_audio()
+            cut = int(np.count_nonzero(played > 0))
+            assert cut < SR
+            assert np.array_equal(played[:cut], first[:cut])
+            assert np.array_equal(played[cut:], numbered(SR // 4, -1000))
+            # uneven chunks: a small one that would fit must not overtake a big one that waits
+            host.played.clear()
+            uneven = numbered(7000 + 4000 + 100, 1000)
+            for a, b in [(0, 7000), (7000, 11000), (11000, 11100)]:
+                await conn.send_json(c.audio_frame(uneven[a:b]))
+                await asyncio.sleep(0.03)
+            await until(lambda: host.played_audio().size == uneven.size, what="uneven played")
+            assert np.array_equal(host.played_audio(), uneven)
+        finally:
+            await engine.close()
+            await host.stop_clock()
+            assert own_tasks() == []
 
 
 async def test_odd_sized_audio_chunks_are_reassembled() -> None:
