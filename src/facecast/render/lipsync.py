@@ -188,12 +188,17 @@ class LipSyncAnalyzer:
             del self._raw[0]
         return out
 
-    def preview(self) -> MouthFrame:
-        """The next frame as if the stream continued with silence; leaves state untouched."""
+    def preview(self, index: int | None = None) -> MouthFrame:
+        """Frame `index` (default: the next one) as if the stream continued with silence after
+        the samples pushed so far; leaves this analyzer untouched."""
+        index = self._frame if index is None else index
+        if index < self._frame:
+            raise ValueError(f"frame {index} was already emitted")
         probe = copy.deepcopy(self)
-        need = max(0, LOOKAHEAD_SAMPLES + SAMPLES_PER_FRAME)
-        frames = probe.push(np.zeros(need, dtype=np.float64))
-        return frames[0]
+        frames: list[MouthFrame] = []
+        while not frames or frames[-1].index < index:
+            frames += probe.push(np.zeros(SAMPLES_PER_FRAME, dtype=np.float64))
+        return next(f for f in frames if f.index == index)
 
     # ---------------------------------------------------------------- internals
     def _analyse_hops(self, win: np.ndarray) -> None:
