@@ -138,7 +138,9 @@ async def test_handshake_and_mic_audio_reaches_the_agent(api: str) -> None:
         await until(lambda: c.conn.received_pcm().size >= 23_000, what="mic audio at the agent")
         got = c.conn.received_pcm().astype(np.float64)
         assert got.size % 480 == 0                              # whole 20 ms chunks
-        assert {chunk.size for chunk in c.conn._rx} == {480}    # each frame 20 ms at 24 kHz
+        await asyncio.sleep(0.05)
+        got = c.conn.received_pcm().astype(np.float64)
+        assert got.size == 480 * c.engine.mic_chunks_sent        # every frame 20 ms at 24 kHz
         want = Resampler(48_000, SR).process(mic).astype(np.float64)
         n = min(got.size, want.size) - 200
         best = max(
