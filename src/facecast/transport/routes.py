@@ -5,35 +5,30 @@
     DELETE /_sdk/v0/webrtc/{peer_id}  X-Session-Token → 204
     GET    /sdk/facecast.js           the Web SDK (ES module)
 
-Errors are JSON `{"detail": message, "code": code, "field": field}`: 401 `invalid_token`
-(missing/bad/expired token), 410 `session_ended`, 400 `invalid_request` (naming the field),
-429 `limits_exceeded`. Signalling is authenticated by the token alone (no cookies), so these
-routes answer CORS for any origin: the SDK runs on the product's own page.
+Errors use the API's one mapping (`facecast.api.errors`): `{"code", "message", "detail"}` with
+401 (missing/bad/expired token), 409 `session_ended`, 400 `invalid_request` naming the field in
+`detail[0].loc`, 429 `limits_exceeded`. Signalling is authenticated by the token alone (no
+cookies), so these routes (and the SDK file) answer CORS for any origin: the SDK runs on the
+product's own page.
 
-Wiring (the app owns the manager at `app.state.manager`):
-
-    transport = WebRTCTransport(settings)
-    app.include_router(transport_router(transport))
-    ... on shutdown: await transport.aclose()
+Wiring: `facecast.api.app` includes the module-level `router`, which creates one
+`WebRTCTransport` per app on first use from `app.state.services.settings` and keeps it at
+`app.state.webrtc`. Tests and embedders can build their own with `transport_router(transport)`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from facecast.errors import (
-    FacecastError,
-    InvalidRequest,
-    InvalidSessionState,
-    LimitsExceeded,
-    SessionNotFound,
-    Unauthorized,
-)
+from facecast.api.errors import error_response as api_error_response
+from facecast.api.errors import status_for
+from facecast.errors import FacecastError, InvalidRequest, Unauthorized
 from facecast.transport.webrtc import WebRTCTransport
 
 log = logging.getLogger(__name__)
@@ -49,29 +44,24 @@ CORS_HEADERS = {
 
 
 def error_response(exc: FacecastError) -> JSONResponse:
-    """The transport's HTTP mapping of facecast errors (mirrors facecast.api.errors)."""
-    if isinstance(exc, Unauthorized):
-        status, code = 401, "invalid_token"
-    elif isinstance(exc, InvalidSessionState | SessionNotFound):
-        status, code = 410, "session_ended"
-    elif isinstance(exc, InvalidRequest):
-        status, code = 400, exc.code
-    elif isinstance(exc, LimitsExceeded):
-        status, code = 429, exc.code
-    else:
-        status, code = 500, exc.code
-    body = {"detail": exc.message, "code": code, "field": exc.field}
-    return JSONResponse(body, status_code=status, headers=CORS_HEADERS)
+    """The API's error mapping and body, plus CORS headers so a cross-origin page can read it."""
+    return api_error_response(status_for(exc), exc.code, exc.message, field=exc.field,
+                              loc_root="header" if exc.field == TOKEN_HEADER else "body",
+                              headers=CORS_HEADERS)
 
 
 def _token(request: Request) -> str:
     token = request.headers.get(TOKEN_HEADER, "").strip()
     if not token:
-        raise Unauthorized(f"missing {TOKEN_HEADER} header", field=TOKEN_HEADER)
+        raise Unauthorized(f"missing {TOKEN_HEADER} header", code="invalid_token",
+                           field=TOKEN_HEADER)
     return token
 
 
-def transport_router(transport: WebRTCTransport) -> APIRouter:
+def transport_router(transport: WebRTCTransport | Callable[[Request], WebRTCTransport]
+                     ) -> APIRouter:
+    """The signalling routes bound to `transport` (or to a function finding it per request)."""
+    get = transport if callable(transport) else (lambda _request: transport)
     router = APIRouter()
 
     @router.options("/_sdk/v0/webrtc", include_in_schema=False)
@@ -89,7 +79,7 @@ def transport_router(transport: WebRTCTransport) -> APIRouter:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise InvalidRequest("the body must be JSON", field="body") from exc
-            answer = await transport.offer(request.app.state.manager, token, body)
+            answer = await get(request).offer(request.app.state.manager, token, body)
         except FacecastError as exc:
             return error_response(exc)
         return JSONResponse(answer, headers=CORS_HEADERS)
@@ -98,7 +88,7 @@ def transport_router(transport: WebRTCTransport) -> APIRouter:
     async def webrtc_leave(peer_id: str, request: Request) -> Response:
         """Leave: close this peer connection (the session itself lives on)."""
         try:
-            await transport.delete(request.app.state.manager, _token(request), peer_id)
+            await get(request).delete(request.app.state.manager, _token(request), peer_id)
         except FacecastError as exc:
             return error_response(exc)
         return Response(status_code=204, headers=CORS_HEADERS)
@@ -110,3 +100,20 @@ def transport_router(transport: WebRTCTransport) -> APIRouter:
                                      "Access-Control-Allow-Origin": "*"})
 
     return router
+
+
+def app_transport(request: Request) -> WebRTCTransport:
+    """The app's transport, created on first use from the app's settings."""
+    state = request.app.state
+    transport: WebRTCTransport | None = getattr(state, "webrtc", None)
+    if transport is None:
+        services = getattr(state, "services", None)
+        settings = getattr(services, "settings", None) or getattr(state, "settings", None)
+        if settings is None:
+            raise FacecastError("the WebRTC transport has no settings (app.state.services)")
+        transport = WebRTCTransport(settings)
+        state.webrtc = transport
+    return transport
+
+
+router = transport_router(app_transport)

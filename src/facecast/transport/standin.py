@@ -133,15 +133,15 @@ class StandinManager:
     def verify_token(self, token: str) -> str:
         sid = self._tokens.get(token)
         if sid is None:
-            raise Unauthorized("invalid session token")
+            raise Unauthorized("invalid session token", code="invalid_token")
         if self.sessions[sid].ended is not None:
-            raise InvalidSessionState("the session has ended")
+            raise InvalidSessionState("the session has ended", code="session_ended")
         return sid
 
     async def join(self, session_id: str, peer: Any) -> StandinRuntime:
         rt = self.sessions[session_id]
         if rt.ended is not None:
-            raise InvalidSessionState("the session has ended")
+            raise InvalidSessionState("the session has ended", code="session_ended")
         rt.joins += 1
         rt.peers.append(peer)
         rt.stream.add_sink(peer.sink)
