@@ -38,6 +38,7 @@ def test_voices() -> None:
     assert "en-us" in voices and "en-us+f3" in voices
     assert tts.validate_voice("en-us")
     assert tts.validate_voice("en-gb+whisper")
+    assert tts.validate_voice("en") and tts.validate_voice("EN-US") and tts.validate_voice("fr")
     assert not tts.validate_voice("en-us+nope")
     assert not tts.validate_voice("klingon")
     assert not tts.validate_voice("--help")

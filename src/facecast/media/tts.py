@@ -68,8 +68,21 @@ def _table_column(listing: str, column: int) -> list[str]:
 
 
 @lru_cache(maxsize=1)
+def _voice_table() -> str:
+    return _run_list("--voices")
+
+
+@lru_cache(maxsize=1)
 def _languages() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_table_column(_run_list("--voices"), 1)))
+    return tuple(dict.fromkeys(_table_column(_voice_table(), 1)))
+
+
+@lru_cache(maxsize=1)
+def _accepted_languages() -> frozenset[str]:
+    """What espeak-ng's `-v` takes (case-insensitively): language names and voice file names,
+    e.g. `en-us`, `en` (gmw/en), `fr`."""
+    files = [f.rsplit("/", 1)[-1] for f in _table_column(_voice_table(), 4)]
+    return frozenset(v.lower() for v in (*_languages(), *files))
 
 
 @lru_cache(maxsize=1)
@@ -92,7 +105,7 @@ def validate_voice(voice: str) -> bool:
         return False
     lang, sep, variant = voice.partition("+")
     try:
-        if lang not in _languages():
+        if lang.lower() not in _accepted_languages():
             return False
         return not sep or variant in _variants()
     except TTSError:
