@@ -130,6 +130,17 @@ async def test_handshake_rejected_raises_with_status_and_no_secret() -> None:
         assert info.value.code == "engine_error"
 
 
+async def test_a_bad_header_value_is_refused_without_quoting_it() -> None:
+    async with ExternalEngineStandIn() as engine_side:
+        engine = make_engine(engine_side.url, RecordingHost(mode="explicit"),
+                             headers={"X-Key": "s3cret\r\nInjected: 1"})
+        with pytest.raises(EngineConnectionError, match="invalid X-Key header") as info:
+            await engine.start()
+        assert "s3cret" not in str(info.value)
+        assert info.value.__cause__ is None and info.value.__context__ is None
+        assert engine_side.connections == 0
+
+
 # -- segments ---------------------------------------------------------------------------------
 async def test_segment_lifecycle_in_order_with_ids(rig: Rig) -> None:
     pcm = tone(0.5)

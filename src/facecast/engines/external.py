@@ -25,7 +25,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHeader,
+    InvalidStatus,
+    WebSocketException,
+)
 
 from facecast.engines.config import ExternalEngineConfig
 from facecast.errors import EngineConnectionError
@@ -124,6 +129,7 @@ class ExternalEngine:
     async def start(self) -> None:
         headers = {name: value.get_secret_value() for name, value in self.config.headers.items()}
         where = redact_url(self._url)
+        failure: str | None = None
         try:
             self._ws = await connect(
                 self._url,
@@ -138,17 +144,20 @@ class ExternalEngine:
                                 {"session_id": self.session_id}),
             )
         except InvalidStatus as exc:
-            raise EngineConnectionError(
-                f"external engine at {where} refused the connection: "
-                f"HTTP {exc.response.status_code}") from None
+            failure = (f"external engine at {where} refused the connection: "
+                       f"HTTP {exc.response.status_code}")
+        except InvalidHeader as exc:   # its text may quote a header value: one of our secrets
+            failure = f"could not connect to the external engine at {where}: invalid {exc.name} header"
         except TimeoutError:
-            raise EngineConnectionError(
-                f"external engine at {where} did not answer within "
-                f"{self.settings.engine_connect_timeout:g} s") from None
+            failure = (f"external engine at {where} did not answer within "
+                       f"{self.settings.engine_connect_timeout:g} s")
         except (OSError, WebSocketException) as exc:
-            raise EngineConnectionError(
-                f"could not connect to the external engine at {where}: "
-                f"{type(exc).__name__}: {exc}") from None
+            failure = (f"could not connect to the external engine at {where}: "
+                       f"{type(exc).__name__}: {exc}")
+        if failure is not None:
+            # raised outside the handler: no chained exception can carry a header value
+            self.log.warning("%s", failure)
+            raise EngineConnectionError(failure)
         self.log.info("connected to external engine at %s (mic %d Hz)", where, self._user_rate)
         for name, coro in (("writer", self._writer()), ("feeder", self._feeder()),
                            ("reader", self._reader())):
