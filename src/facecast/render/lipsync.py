@@ -54,6 +54,7 @@ _HANN = np.hanning(WIN)
 _FREQS = np.fft.rfftfreq(WIN, 1.0 / SAMPLE_RATE)
 _HI = _FREQS >= 4000.0
 _ABOVE_1K = _FREQS >= 1000.0
+_FRAME_IDX = np.arange(HOPS_PER_FRAME)[:, None] * HOP + np.arange(WIN)[None, :]
 _SILENCE_DB = -55.0  # absolute gate, dBFS
 _AGC_RANGE_DB = 30.0
 _AGC_RELEASE_DB = 0.12  # per frame (3 dB/s)
@@ -175,14 +176,14 @@ class LipSyncAnalyzer:
             x = x.reshape(-1)
         self._buf = np.concatenate([self._buf, x]) if x.size else self._buf
         n_hops = (self._buf.size - WIN) // HOP + 1 if self._buf.size >= WIN else 0
-        if n_hops > 0:
-            idx = np.arange(n_hops)[:, None] * HOP + np.arange(WIN)[None, :]
-            self._analyse_hops(self._buf[idx])
-            self._buf = self._buf[n_hops * HOP:]
+        # analyse whole frames only, one frame (4 hops) per batch: batch composition then never
+        # depends on the chunking, so results are bit-identical for any chunk size
+        for _ in range(n_hops // HOPS_PER_FRAME):
+            self._analyse_hops(self._buf[_FRAME_IDX])
+            self._buf = self._buf[SAMPLES_PER_FRAME:]
+            self._raw.append(self._frame_targets(self._hops))
+            self._hops = []
         out: list[MouthFrame] = []
-        while len(self._hops) >= HOPS_PER_FRAME:
-            self._raw.append(self._frame_targets(self._hops[:HOPS_PER_FRAME]))
-            del self._hops[:HOPS_PER_FRAME]
         while len(self._raw) >= 2:
             out.append(self._emit(self._raw[0], self._raw[1]))
             del self._raw[0]
@@ -311,6 +312,7 @@ class LipSyncAnalyzer:
         rate[3] = 0.85  # closures are quick
         self._state = self._state + rate * (target - self._state)
         o, s, r, c, f = (float(v) for v in self._state)
+        o *= 1.0 - 0.9 * c  # `open` is the effective lip opening: closures win
         frame = MouthFrame(self._frame, o, s, r, c, f, cur.visemes, cur.energy_db, cur.f1, cur.f2)
         self._frame += 1
         return frame

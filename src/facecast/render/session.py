@@ -79,7 +79,10 @@ class Warp2DSession:
         self.lookahead_frames = LipSyncAnalyzer.lookahead_frames
         w, h = preset.width, preset.height
         img, alpha, geom = _fit(avatar, w, h)
-        self._src = np.dstack([img, alpha]) if background == "transparent" else img
+        # always warp 4 channels: cv2.remap is ~2.5x faster on RGBA than on RGB
+        a = alpha if background == "transparent" else np.full_like(alpha, 255)
+        self._src = np.ascontiguousarray(np.dstack([img, a]))
+        self._rgba = background == "transparent"
         self._rig = WarpRig(geom, w, h)
         self._px = w / 512.0  # idle motion amplitudes are specified at 512 px
         lip, lum = _lip_colour(img, geom)
@@ -151,10 +154,10 @@ class Warp2DSession:
         lo = self._lo_pts + np.einsum("f,fpk->pk", coeffs, self._lo_basis)
         self._painter.paint(out, up, lo)
         self._n += 1
-        return out
+        return out if self._rgba else cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
 
     def _coefficients(self, m: MouthFrame) -> np.ndarray:
-        target = np.array([m.open * (1.0 - 0.85 * m.closure), m.spread, m.round, m.fric])
+        target = np.array([m.open, m.spread, m.round, m.fric])
         if self._ease > 0:  # after a barge-in, glide instead of snapping shut
             self._shown += 0.45 * (target - self._shown)
             self._ease -= 1
