@@ -115,6 +115,7 @@ async def test_handshake_and_mic_audio_reaches_the_agent(api: str) -> None:
         headers = c.conn.headers
         assert headers is not None
         if api == "line":
+            assert c.conn.auth == "bearer"
             assert headers["Authorization"] == f"Bearer {TOKEN}"
             assert headers["Cartesia-Version"] == "2025-04-16"
             assert c.conn.agent_id == "agent_1"
@@ -122,7 +123,8 @@ async def test_handshake_and_mic_audio_reaches_the_agent(api: str) -> None:
             assert c.conn.setup.frame == {"event": "start", "stream_id": "sess_cartesia",
                                           "config": {"input_format": "pcm_24000"}}
         else:
-            assert c.conn.query["access_token"] == TOKEN     # a token, not an API key
+            assert c.conn.auth == "access_token"                 # a token, not an API key
+            assert c.conn.query["access_token"] == TOKEN
             assert headers["Cartesia-Version"] == "2026-08-14"
             assert c.conn.setup is not None
             assert c.conn.setup.frame == {"type": "session_create",
@@ -341,19 +343,24 @@ async def test_idle_timeout_is_agent_left() -> None:
         assert c.conn.close_reason == "connection idle timeout"
 
 
-@pytest.mark.parametrize("how", ["drop", "close_1011"])
-async def test_agent_connection_lost_mid_speech_is_engine_error(how: str) -> None:
-    async with call("line") as c:
+@pytest.mark.parametrize(("api", "how"), [("line", "drop"), ("line", "close_1011"),
+                                          ("agents", "fail")])
+async def test_agent_connection_lost_mid_speech_is_engine_error(api: str, how: str) -> None:
+    async with call(api) as c:
         await c.conn.say(tone(3.0))
         await until(lambda: c.host.played_audio().size > SR // 4, what="agent speaking")
         if how == "drop":
             await c.conn.drop()
+        elif how == "fail":
+            await c.conn.fail("agent crashed")
         else:
             await c.conn.close(1011, "agent crashed")
         end = await c.host.wait_ended(5)
         assert end.reason is EndReason.ENGINE_ERROR and end.error_code == "engine_error"
         if how == "drop":
             assert end.message is not None and "connection lost (1006)" in end.message
+        elif how == "fail":
+            assert end.message == "agent error: agent_failed: agent crashed"
         else:
             assert end.message == "agent connection closed unexpectedly (1011): agent crashed"
         assert end.after_speech is False
@@ -429,6 +436,7 @@ async def test_managed_api_key_goes_in_a_header() -> None:
         try:
             await engine.start()
             conn = await agent.next_connection()
+            assert conn.auth == "x-api-key"
             assert conn.headers is not None and conn.headers["X-API-Key"] == "sk_car_key123"
             assert "access_token" not in conn.query
         finally:
