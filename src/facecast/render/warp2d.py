@@ -101,7 +101,7 @@ class WarpRig:
         lens = np.clip(1 - (u / (0.92 * hw)) ** 2, 0, None) ** 1.1
         a = 1 - _smoothstep((v - self.lip_lo) / (0.6 * mw))
         rigid = np.exp(-((u / (0.36 * fw)) ** 4))
-        fall = 1 - _smoothstep((v - self.v_chin) / (0.4 * fh))
+        fall = 1 - _smoothstep((v - self.v_chin + 0.05 * fh) / (0.13 * fh))
         jaw = s_below * fall * (a * lens + (1 - a) * rigid)
         jaw -= 0.12 * (1 - s_below) * lens * np.exp(-((v / (0.25 * mw)) ** 2))
         out: dict[str, np.ndarray] = {"jaw": vec(zero, jaw * 0.42 * mw)}
