@@ -35,7 +35,7 @@ def _mask(pts: Pts, blur: float = 0.0) -> np.ndarray:
     cv2.fillPoly(m, [np.round(pts * (1 << _SS)).astype(np.int32)], 255, cv2.LINE_AA, shift=_SS)
     f = m.astype(np.float32) / 255.0
     if blur > 0:
-        f = cv2.GaussianBlur(f, (0, 0), blur)
+        f = np.asarray(cv2.GaussianBlur(f, (0, 0), blur), np.float32)
     return f
 
 

@@ -111,7 +111,8 @@ class FaceMesher:
                     kp = reg[i, 4:].reshape(6, 2) + anchors[i]
                     box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]) * side
                     box -= [ox, oy, ox, oy]
-                    dets.append(Detection(tuple(float(v) for v in box), float(score[i]),
+                    x0, y0, x1, y1 = (float(v) for v in box)
+                    dets.append(Detection((x0, y0, x1, y1), float(score[i]),
                                           kp * side - [ox, oy]))
         return _nms(dets)
 

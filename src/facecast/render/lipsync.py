@@ -229,7 +229,7 @@ class LipSyncAnalyzer:
         d = 0.3 * (self._mu1 - _REF_LOG_F1) + 0.7 * (self._mu2 - _REF_LOG_F2)
         return math.exp(-min(max(d, -_NORM_LIMIT), _NORM_LIMIT))
 
-    def _frame_targets(self, hops: list[tuple[float, ...]]) -> _Raw:
+    def _frame_targets(self, hops: list[tuple[float, float, float, float, float, float]]) -> _Raw:
         h = np.array(hops)
         db, zcr, hi, above1k, f1h, f2h = h.T
         db_max = float(db.max())

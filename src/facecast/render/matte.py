@@ -50,7 +50,7 @@ def compute_matte(rgb: np.ndarray, geom: FaceGeometry, iterations: int = 4) -> n
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, None, bgd, fgd, iterations,
-                    cv2.GC_INIT_WITH_MASK)
+                    cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     except cv2.error as exc:  # degenerate images (flat colour): fall back to the seeds
         logger.warning("grabcut failed, using the seed mask: %s", exc)
     fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)

@@ -149,7 +149,8 @@ class Warp2DSession:
         self.last_mouth = mouth
         coeffs = self._coefficients(mouth)
         bmap = self._rig.backward_map(coeffs)
-        out = cv2.remap(self._src, bmap, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(self._src, bmap, None, cv2.INTER_LINEAR,  # type: ignore[call-overload]
+                        borderMode=cv2.BORDER_REPLICATE)
         up = self._up_pts + np.einsum("f,fpk->pk", coeffs, self._up_basis)
         lo = self._lo_pts + np.einsum("f,fpk->pk", coeffs, self._lo_basis)
         self._painter.paint(out, up, lo)

@@ -170,7 +170,7 @@ class WarpRig:
         fwd = (coeffs.astype(np.float32) @ self.basis).reshape(gh, gw, 2) / s
         bk = -fwd
         for _ in range(_INVERT_ITERS):
-            bk = -cv2.remap(fwd, self._cid + bk, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            bk = -cv2.remap(fwd, self._cid + bk, None, cv2.INTER_LINEAR,  # type: ignore[call-overload]
+                            borderMode=cv2.BORDER_REPLICATE)
         full = cv2.resize(bk * s, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        full += self._id_full
-        return full
+        return np.asarray(full, np.float32) + self._id_full
