@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class RecordingRuntime:
     """
 
     instances: list[RecordingRuntime] = []
+    start_gate: asyncio.Event | None = None   # set by a test to hold start() open
 
     def __init__(self, live: LiveSession, manager: SessionManager) -> None:
         self.session_id = live.id
@@ -43,6 +45,8 @@ class RecordingRuntime:
 
     async def start(self) -> None:
         self.calls.append(("start", None))
+        if RecordingRuntime.start_gate is not None:
+            await RecordingRuntime.start_gate.wait()
 
     async def submit_task(self, task_id: str, text: str) -> None:
         self.tasks.append((task_id, text))
@@ -100,6 +104,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 async def ctx(tmp_path: Path) -> AsyncIterator[AppCtx]:
     RecordingRuntime.instances.clear()
+    RecordingRuntime.start_gate = None
     settings = make_settings(tmp_path)
     clock = VirtualClock()
     app = create_app(settings, clock=clock, runtime_factory=RecordingRuntime)
@@ -108,3 +113,19 @@ async def ctx(tmp_path: Path) -> AsyncIterator[AppCtx]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://facecast.test") as client:
             yield AppCtx(app, client, clock, key, settings)
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every asyncio task a test starts must be finished (or cancelled and awaited) by its end."""
+    before = set(asyncio.all_tasks())
+    yield
+    for _ in range(3):  # let tasks that are already done-but-not-collected settle
+        await asyncio.sleep(0)
+    leaked = [t for t in asyncio.all_tasks() - before
+              if t is not asyncio.current_task() and not t.done()]
+    if leaked:
+        names = ", ".join(sorted(t.get_name() for t in leaked))
+        for t in leaked:
+            t.cancel()
+        pytest.fail(f"leaked asyncio tasks: {names}")

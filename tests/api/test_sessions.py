@@ -196,3 +196,10 @@ async def test_metrics(ctx: AppCtx) -> None:
     assert "facecast_sessions_created_total 1" in text
     assert 'facecast_sessions_ended_total{reason="termination_command_received"} 1' in text
     assert "facecast_sessions_live 0" in text
+
+
+async def test_external_header_values_validated_without_echo(ctx: AppCtx) -> None:
+    ext = {"type": "external", "url": "ws://127.0.0.1:9/x", "headers": {"X-Key": "top\r\nsecret"}}
+    r = await ctx.client.post("/api/v1/sessions", json={"conversation_engine": ext}, headers=ctx.auth)
+    assert r.status_code == 422 and "headers" in str(r.json()["detail"][0]["loc"])
+    assert "secret" not in r.text

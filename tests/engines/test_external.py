@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from facecast.config import Settings
 from facecast.engines.config import ExternalEngineConfig
@@ -131,9 +132,16 @@ async def test_handshake_rejected_raises_with_status_and_no_secret() -> None:
 
 
 async def test_a_bad_header_value_is_refused_without_quoting_it() -> None:
+    # the API refuses such a value at session creation (422); the engine checks again
+    with pytest.raises(ValueError, match="printable ASCII") as refused:
+        make_engine("ws://127.0.0.1:9", RecordingHost(mode="explicit"),
+                    headers={"X-Key": "s3cret\r\nInjected: 1"})
+    assert "s3cret" not in str(refused.value.errors(include_input=False))
     async with ExternalEngineStandIn() as engine_side:
-        engine = make_engine(engine_side.url, RecordingHost(mode="explicit"),
-                             headers={"X-Key": "s3cret\r\nInjected: 1"})
+        valid = make_engine(engine_side.url, RecordingHost(mode="explicit")).config
+        config = valid.model_copy(update={"headers": {"X-Key": SecretStr("s3cret\r\nInjected: 1")}})
+        host = RecordingHost(mode="explicit")
+        engine = ExternalEngine(config, host, Settings(engine_connect_timeout=2.0))
         with pytest.raises(EngineConnectionError, match="invalid X-Key header") as info:
             await engine.start()
         assert "s3cret" not in str(info.value)

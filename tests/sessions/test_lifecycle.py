@@ -176,3 +176,21 @@ async def test_restart_recovers_sessions_left_active_by_a_crash(tmp_path) -> Non
 
 async def _noop() -> None:
     return None
+
+
+async def test_tasks_keep_submission_order_across_runtime_start(ctx: AppCtx) -> None:
+    sid = (await ctx.create_session(conversation_engine={"type": "text-echo"}))["session_id"]
+    post = lambda text: ctx.client.post(f"/api/v1/sessions/{sid}/tasks", json={"text": text},  # noqa: E731
+                                        headers=ctx.auth)
+    await post("one")
+    RecordingRuntime.start_gate = asyncio.Event()
+    await ctx.manager.join(sid, FakePeer("a"))
+    await asyncio.sleep(0)           # the runtime is starting (engine connecting)
+    await post("two")
+    RecordingRuntime.start_gate.set()
+    await ctx.manager.settle()
+    await post("three")
+    runtime = RecordingRuntime.instances[0]
+    assert [text for _, text in runtime.tasks] == ["one", "two", "three"]
+    info = await state_of(ctx, sid)
+    assert [t["state"] for t in info["tasks"]] == ["queued"] * 3

@@ -54,10 +54,14 @@ class ExternalEngineConfig(_EngineBase):
 
     @field_validator("headers")
     @classmethod
-    def _header_names(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name in v:
+    def _headers(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in v.items():
             if not name or len(name) > 100 or not all(c.isalnum() or c in "-_" for c in name):
                 raise ValueError(f"invalid header name {name!r}")
+            raw = value.get_secret_value()
+            if len(raw) > 4096 or not all(" " <= c <= "~" or c == "\t" for c in raw):
+                # never echo the value: it is a secret
+                raise ValueError(f"header {name!r}: value must be printable ASCII, at most 4096 chars")
         return v
 
     def public(self) -> dict[str, Any]:

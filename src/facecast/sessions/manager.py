@@ -75,6 +75,7 @@ class LiveSession:
     absent_timer: TimerHandle | None = None
     max_timer: TimerHandle | None = None
     pending_tasks: list[tuple[str, str]] = field(default_factory=list)
+    tasks_flushed: bool = False   # pending tasks handed to the runtime (keeps submission order)
     task_count: int = 0
     db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -209,10 +210,10 @@ class SessionManager:
         async with live.db_lock, self.db.session() as s, s.begin():
             s.add(TaskRow(id=task_id, session_id=session_id, seq=live.task_count, text=text,
                           state=state.value, created_at=now, updated_at=now))
-        if live.runtime is not None:
+        if live.runtime is not None and live.tasks_flushed:
             await live.runtime.submit_task(task_id, text)
         else:
-            live.pending_tasks.append((task_id, text))  # delivered when the first user joins
+            live.pending_tasks.append((task_id, text))  # delivered once the runtime has started
         return task_id
 
     def set_task_state(self, session_id: str, task_id: str, state: TaskState) -> None:
@@ -262,11 +263,10 @@ class SessionManager:
 
     async def _start_runtime(self, live: LiveSession, runtime: Runtime) -> None:
         await runtime.start()
-        pending, live.pending_tasks = live.pending_tasks, []
-        for task_id, text in pending:
-            if live.ending:
-                break
+        while live.pending_tasks and not live.ending:
+            task_id, text = live.pending_tasks.pop(0)
             await runtime.submit_task(task_id, text)
+        live.tasks_flushed = True
 
     async def leave(self, session_id: str, peer: Peer) -> None:
         live = self._live.get(session_id)
