@@ -94,6 +94,9 @@ export class FacecastAvatar {
     Object.assign(this.video.style, { width: "100%", height: "100%", objectFit: this.fit,
                                       display: "block", background: "transparent" });
     this.video.srcObject = this._remote;
+    // leave promptly when the tab closes or navigates away (the server would notice later)
+    this._onPageHide = () => { if (this.peerId && !this.ended) this._deletePeer(this.peerId); };
+    window.addEventListener("pagehide", this._onPageHide);
   }
 
   // -- events ------------------------------------------------------------------------------
@@ -157,6 +160,7 @@ export class FacecastAvatar {
   async dispose() {
     if (this.disposed) return;
     this.disposed = true;
+    window.removeEventListener("pagehide", this._onPageHide);
     clearTimeout(this._disconnectTimer);
     const peerId = this.peerId;
     this._closePc();

@@ -162,10 +162,17 @@ class WebRTCPeer:
             return
         self._channel = channel
         channel.on("message", self._on_message)
+        channel.on("close", self._on_channel_close)
         if channel.readyState == "open":
             self._flush_pending()
         else:
             channel.on("open", self._flush_pending)
+
+    def _on_channel_close(self) -> None:
+        """The page went away (tab closed: Chromium aborts SCTP at once, ICE would take 30 s)."""
+        if self._closing is None:
+            log.info("events channel closed by the client", extra=self.extra)
+            asyncio.get_running_loop().create_task(self.leave(), name=f"{self.peer_id}-leave")
 
     def _flush_pending(self) -> None:
         channel = self._channel

@@ -1,0 +1,84 @@
+"""Page-side helpers shared by the browser tests and bench/e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+EVENT_TYPES = ["avatar_started_speaking", "avatar_ended_speaking", "local_mic_state_change",
+               "connection_state_change", "error", "session_ended", "idle", "message"]
+
+JOIN_JS = """async ([token, background]) => {
+  const { FacecastAvatar } = await import("/sdk/facecast.js");
+  const el = document.getElementById("avatar");
+  const a = new FacecastAvatar(el, { sessionToken: token, apiHost: location.origin });
+  window.facecastDemo.avatar = a;
+  const events = (window.facecastDemo.events = []);
+  for (const type of EVENT_TYPES_JSON) a.on(type, (payload) => events.push({ type, payload,
+      t: performance.timeOrigin + performance.now() }));
+  const t0 = performance.timeOrigin + performance.now();
+  try { await a.init(); } catch (e) { return { ok: false, code: e.code, message: e.message }; }
+  events.push({ type: "ready", payload: {}, t: performance.timeOrigin + performance.now() });
+  return { ok: true, t0 };
+}""".replace("EVENT_TYPES_JSON", json.dumps(EVENT_TYPES))
+
+
+async def join(page: Any, base_url: str, token: str) -> dict[str, Any]:
+    """Open the demo page (for the SDK's origin) and join with `token` through the SDK."""
+    await page.goto(f"{base_url}/demo")
+    await page.wait_for_function("window.facecastDemo !== undefined")
+    return dict(await page.evaluate(JOIN_JS, [token, "default"]))
+
+
+async def events(page: Any) -> list[dict[str, Any]]:
+    return list(await page.evaluate("window.facecastDemo.events"))
+
+
+async def wait_event(page: Any, kind: str, timeout: float = 10.0, since: float = 0.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in await events(page):
+            if e["type"] == kind and e["t"] >= since:
+                return e
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no {kind} event in {timeout} s")
+
+
+async def probe(page: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = await page.evaluate("({frames: window.__probe.frames, audio: window.__probe.audio})")
+    return data["frames"], data["audio"]
+
+
+def fps(frames: list[dict[str, Any]], since_ms: float) -> float:
+    ts = [f["t"] for f in frames if f["t"] >= since_ms]
+    return (len(ts) - 1) / ((ts[-1] - ts[0]) / 1000) if len(ts) > 2 else 0.0
+
+
+def envelope(pcm: np.ndarray, rate: int, hop_s: float = 0.02) -> np.ndarray:
+    hop = int(rate * hop_s)
+    n = pcm.size // hop
+    x = pcm[: n * hop].astype(np.float64).reshape(n, hop)
+    return np.sqrt((x ** 2).mean(axis=1))
+
+
+def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
+    """Max normalised correlation of `received` against the looping `reference` envelope."""
+    if received.size < reference.size:
+        return 0.0
+    ref = np.tile(reference, received.size // reference.size + 2)
+    best = -1.0
+    r = (received - received.mean()) / (received.std() + 1e-9)
+    for lag in range(reference.size):
+        seg = ref[lag:lag + received.size]
+        s = (seg - seg.mean()) / (seg.std() + 1e-9)
+        best = max(best, float((r * s).mean()))
+    return best
+
+
+def epoch(mono: float) -> float:
+    """A time.monotonic() value as epoch milliseconds (the page's clock)."""
+    return (time.time() - time.monotonic() + mono) * 1000.0
