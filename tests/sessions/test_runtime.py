@@ -1,0 +1,125 @@
+"""The real session runtime: engine + playout + renderer + media clock, driven through the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from facecast.api.app import create_app
+from facecast.clock import SystemClock
+from facecast.sessions.keys import create_api_key
+from tests.conftest import make_settings
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.audio: list[tuple[int, np.ndarray]] = []
+        self.video: list[tuple[int, np.ndarray]] = []
+
+    def push_audio(self, index: int, pcm: np.ndarray) -> None:
+        self.audio.append((index, pcm))
+
+    def push_video(self, index: int, image: np.ndarray) -> None:
+        self.video.append((index, image))
+
+    def flush(self) -> int:
+        return 0
+
+
+@dataclass
+class MediaPeer:
+    peer_id: str
+    sink: RecordingSink = field(default_factory=RecordingSink)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def wait_for(self, kind: str, timeout: float = 20.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for ev in self.events:
+                    if ev["type"] == kind:
+                        return ev
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def live_app(tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Any]]:
+    app = create_app(make_settings(tmp_path), clock=SystemClock())
+    async with app.router.lifespan_context(app):
+        key, _ = await create_api_key(app.state.services.db, "t", SystemClock().now())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://facecast.test") as client:
+            yield client, {"Authorization": f"Bearer {key}"}, app.state.manager
+
+
+async def test_text_echo_task_is_spoken_with_moving_mouth(live_app) -> None:
+    client, auth, manager = live_app
+    r = await client.post("/api/v1/sessions", headers=auth, json={
+        "conversation_engine": {"type": "text-echo", "tts": {"voice": "en-us"}}, "render_model": "small"})
+    assert r.status_code == 200, r.text
+    sid = r.json()["session_id"]
+    r = await client.post(f"/api/v1/sessions/{sid}/tasks", headers=auth, json={"text": "Hello there, friend."})
+    task_id = r.json()["task_id"]
+    peer = MediaPeer("p1")
+    await manager.join(sid, peer)
+    started = await peer.wait_for("avatar_started_speaking")
+    ended = await peer.wait_for("avatar_ended_speaking")
+    assert ended["segment_id"] == started["segment_id"] and ended["interrupted"] is False
+    await asyncio.sleep(0.6)  # some idle frames after the speech
+    await manager.settle()
+    info = (await client.get(f"/api/v1/sessions/{sid}", headers=auth)).json()
+    assert info["state"] == "active"
+    assert [(t["task_id"], t["state"]) for t in info["tasks"]] == [(task_id, "done")]
+
+    sink = peer.sink
+    assert sink.video and all(img.shape == (256, 256, 3) for _, img in sink.video)
+    # audio is continuous on the frame clock, one 960-sample frame per index
+    indices = [i for i, _ in sink.audio]
+    assert indices == list(range(indices[0], indices[0] + len(indices)))
+    speech = [i for i, pcm in sink.audio if np.abs(pcm).max() > 500]
+    assert len(speech) > 10
+    frames = dict(sink.video)
+    speaking = [frames[i] for i in speech if i in frames]
+    silent = [img for i, img in sink.video if i > speech[-1] + 8]
+    assert speaking and silent
+    # the face changes while it speaks (mouth), more than idle motion alone does
+    motion_speaking = max(np.abs(f.astype(int) - silent[-1].astype(int)).mean() for f in speaking)
+    assert motion_speaking > 1.0
+
+    r = await client.delete(f"/api/v1/sessions/{sid}", headers=auth)
+    assert r.json()["end_reason"] == "termination_command_received"
+    assert peer.events[-1] == {"type": "session_ended", "reason": "termination_command_received",
+                               "session_id": sid}
+    assert peer.closed
+
+
+async def test_engine_connect_failure_ends_with_engine_error(live_app) -> None:
+    client, auth, manager = live_app
+    r = await client.post("/api/v1/sessions", headers=auth, json={
+        "conversation_engine": {"type": "external", "url": "ws://127.0.0.1:9/nothing-here"}})
+    sid = r.json()["session_id"]
+    peer = MediaPeer("p1")
+    await manager.join(sid, peer)
+    error = await peer.wait_for("error")
+    assert error["code"] == "engine_error" and error["session_id"] == sid
+    ended = await peer.wait_for("session_ended")
+    assert ended["reason"] == "engine_error"
+    await manager.settle()
+    info = (await client.get(f"/api/v1/sessions/{sid}", headers=auth)).json()
+    assert info["state"] == "ended" and info["end_reason"] == "engine_error"
+    assert info["end_message"]
