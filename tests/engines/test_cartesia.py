@@ -464,9 +464,13 @@ async def test_unreachable_agent() -> None:
 
 
 async def test_handshake_timeout() -> None:
+    stop = asyncio.Event()
+    handlers: list[asyncio.Task[Any]] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
-        await asyncio.sleep(5)
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await reader.read(65536)        # the upgrade request, never answered
+        await stop.wait()
         writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
@@ -476,7 +480,10 @@ async def test_handshake_timeout() -> None:
         with pytest.raises(EngineConnectionError, match=r"did not answer within 0.3s"):
             await engine.start()
     finally:
+        stop.set()
         server.close()
+        await server.wait_closed()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 # -- secrets --------------------------------------------------------------------------------------
