@@ -40,11 +40,18 @@ class AvatarLibrary:
 
     async def init(self) -> None:
         """Make sure the built-in avatar has its row."""
+        from facecast.render import builtin_avatar
+
         self.root.mkdir(parents=True, exist_ok=True)
+        size = await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: int(builtin_avatar().size))
         async with self.db.session() as s, s.begin():
-            if await s.get(AvatarRow, BUILTIN_ID) is None:
+            row = await s.get(AvatarRow, BUILTIN_ID)
+            if row is None:
                 s.add(AvatarRow(id=BUILTIN_ID, name=BUILTIN_NAME, builtin=True,
-                                width=512, height=512, created_at=self.clock.now()))
+                                width=size, height=size, created_at=self.clock.now()))
+            else:
+                row.width = row.height = size
 
     async def get_row(self, avatar_id: str) -> AvatarRow:
         async with self.db.session() as s:
@@ -125,10 +132,8 @@ class AvatarLibrary:
 
 
 def _size_of(prepared: Any) -> tuple[int, int]:
-    image = getattr(prepared, "image", None)
-    if image is not None and hasattr(image, "shape"):
-        return int(image.shape[1]), int(image.shape[0])
-    return 0, 0
+    size = int(prepared.avatar.size)  # avatars are square portraits
+    return size, size
 
 
 def preset_names() -> list[str]:
