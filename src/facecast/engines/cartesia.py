@@ -14,6 +14,12 @@ Three tasks per session, owned by `CartesiaEngine` and cancelled in reverse star
 Segments and the SDK's speaking events come from the `SpeechBuffer`'s playback events, not from
 here: Cartesia has no turn markers.
 
+Credentials (see `cartesia_wire.build_target`): Line gets `Authorization: Bearer <token>`;
+Managed Agents gets an API key (`sk_car_...`) as `X-API-Key` and any other token as the
+`access_token` query parameter (the only place it accepts one), which is masked in every log.
+Managed audio is asked for at `speaking_pace`, like Line, so a `clear` never trails seconds of
+already-sent audio and the agent's idea of what was heard stays right.
+
 The agent closing the socket with code 1000 (`end_call`, idle timeout) ends the session as
 `agent_left` after queued speech; any other close, a lost connection or a fatal Managed `error`
 ends it as `engine_error`.
