@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
 
@@ -13,7 +13,7 @@ from facecast.render.presets import DEFAULT_PRESET, PRESETS
 from facecast.sessions.db import AvatarRow
 
 router = APIRouter(prefix="/api/v1", tags=["avatars"])
-_errors = {code: {"model": ErrorBody} for code in (400, 401, 404, 410, 413)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 410, 413)}
 AvatarId = Annotated[str, Path(min_length=1, max_length=64)]
 
 

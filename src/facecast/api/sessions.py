@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -27,7 +27,7 @@ from facecast.sessions.state import EndReason, SessionState
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 
 SessionId = Annotated[str, Path(min_length=1, max_length=64)]
-_errors = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 410, 429)}
+_errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 410, 429)}
 
 
 def session_info(row: SessionRow, tasks: list[TaskRow], manager: SessionManager) -> SessionInfo:

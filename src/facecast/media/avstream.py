@@ -11,6 +11,7 @@ audio. Sinks (one per WebRTC peer, or an MP4 writer) keep small bounded buffers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -127,7 +128,7 @@ class AvatarStream:
         fut = asyncio.get_running_loop().run_in_executor(
             self._executor, self._render, result.pcm, lookahead, reset)
         self._pending_video.add(fut)
-        fut.add_done_callback(lambda f, i=index: self._rendered(i, f))
+        fut.add_done_callback(functools.partial(self._rendered, index))
 
     def _render(self, pcm: np.ndarray, lookahead: np.ndarray, reset: bool) -> np.ndarray:
         if reset:
