@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from facecast.engines import create_engine, speech_mode_for
-from facecast.errors import EngineConnectionError
+from facecast.errors import EngineConnectionError, InvalidRequest
 from facecast.media.avstream import AvatarStream, AVSink, FrameRenderer
 from facecast.media.playout import PlaybackEvent, SpeechBuffer
 from facecast.sessions.state import EndReason, TaskState
@@ -159,6 +159,13 @@ class SessionRuntime:
     async def submit_task(self, task_id: str, text: str) -> None:
         await self.engine.submit_task(task_id, text)
 
+    async def task_from_sdk(self, text: str) -> str:
+        """A text task sent by the page (`FacecastAvatar.task(text)`): recorded like one from
+        POST /tasks and returns its id. Raises `FacecastError` (e.g. empty text, session ended)."""
+        if not isinstance(text, str) or not text.strip() or len(text) > 5000:
+            raise InvalidRequest("task text must be 1-5000 characters", field="text")
+        return await self._manager.add_task(self.session_id, text)
+
     # -- EngineHost ----------------------------------------------------------------------------
     def send_to_sdk(self, event: dict[str, Any]) -> None:
         for peer in list(self._peers.values()):
@@ -185,6 +192,7 @@ class SessionRuntime:
 
     def set_task_state(self, task_id: str, state: TaskState) -> None:
         self._manager.set_task_state(self.session_id, task_id, state)
+        self.send_to_sdk({"type": "task_state", "task_id": task_id, "state": state.value})
 
     # -- playback ------------------------------------------------------------------------------
     def _on_playback(self, event: PlaybackEvent) -> None:
