@@ -9,7 +9,7 @@ PIP     = $(PY) -m pip --disable-pip-version-check -q
 SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUNTIME_APT = espeak-ng
-TEST_APT    = espeak-ng chromium iproute2
+TEST_APT    = espeak-ng chromium iproute2 postgresql
 
 .PHONY: demo test install install-test apt-runtime apt-test lint bench clean
 

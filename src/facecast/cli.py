@@ -116,6 +116,12 @@ def cmd_cartesia_token(args: argparse.Namespace) -> None:
     print(mint_access_token(api_key, args.expires_in, base_url=settings.cartesia_api_url))
 
 
+def _key_name(value: str) -> str:
+    if len(value) > 200 or "\x00" in value:
+        raise argparse.ArgumentTypeError("at most 200 characters, no NUL")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facecast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("create", help="create an API key and print it once")
-    p.add_argument("--name", default="")
+    p.add_argument("--name", default="", type=_key_name, help="a label (at most 200 characters)")
     p.set_defaults(func=cmd_keys_create)
 
     p = sub.add_parser("demo", help="server + local stand-in agent + demo page, no keys needed")

@@ -452,14 +452,11 @@ async def test_api_keys(pg: AppCtx) -> None:
                           state="queued", created_at=pg.clock.now(), updated_at=pg.clock.now()))
 
 
-# -- known PostgreSQL-only bugs (strict xfail: once src/ is fixed these pass, and must be unmarked)
+# -- PostgreSQL-only bugs found here, fixed in src/: NUL characters are refused or replaced
 # PostgreSQL text/varchar cannot hold NUL (U+0000); SQLite stores it. Strings from clients or
 # remote engines that reach the database unchecked therefore fail on PostgreSQL only.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="PG-only: a task text with U+0000 is a 500 (asyncpg: invalid byte "
-                          "sequence for encoding UTF8: 0x00); SQLite stores it")
 async def test_task_text_with_nul_is_a_client_error(pg: AppCtx) -> None:
     sid = (await pg.create_session(conversation_engine={"type": "text-echo"}))["session_id"]
     transport = httpx.ASGITransport(app=pg.app, raise_app_exceptions=False)
@@ -469,10 +466,6 @@ async def test_task_text_with_nul_is_a_client_error(pg: AppCtx) -> None:
     assert r.status_code in (400, 422), r.text
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="PG-only: an end message with U+0000 (e.g. a remote engine's error "
-                          "text) makes end() fail; the row stays non-ended while the live "
-                          "session is dropped")
 async def test_end_message_with_nul_still_ends_the_session(pg: AppCtx) -> None:
     from facecast.sessions.state import EndReason
 

@@ -41,7 +41,8 @@ async def create_avatar(services: ServicesDep, _key: ApiKeyDep,
         raise InvalidRequest(f"file larger than {limit} bytes", code="file_too_large", field="file")
     if not data:
         raise InvalidRequest("empty file", code="not_an_image", field="file")
-    row = await services.avatars.create(data, name or (file.filename or "")[:200], limit)
+    label = (name or file.filename or "").replace("\x00", "")[:200]
+    row = await services.avatars.create(data, label, limit)
     return await _info(row, services)
 
 

@@ -32,7 +32,8 @@ class CreateSessionResponse(BaseModel):
 
 class CreateTaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=5000)
+    text: str = Field(min_length=1, max_length=5000, pattern=r"^[^\x00]*$",
+                      description="what the avatar should say (no NUL characters)")
 
 
 class CreateTaskResponse(BaseModel):

@@ -298,6 +298,8 @@ class SessionManager:
         if live is None or live.ending:
             return False
         live.ending = True  # before any await: whoever comes second is a no-op
+        if message is not None:  # it may come from a remote party: keep it storable everywhere
+            message = message.replace("\x00", "\ufffd")[:1000]
         for timer in (live.absent_timer, live.max_timer):
             if timer is not None:
                 timer.cancel()

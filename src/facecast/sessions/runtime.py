@@ -162,7 +162,7 @@ class SessionRuntime:
     async def task_from_sdk(self, text: str) -> str:
         """A text task sent by the page (`FacecastAvatar.task(text)`): recorded like one from
         POST /tasks and returns its id. Raises `FacecastError` (e.g. empty text, session ended)."""
-        if not isinstance(text, str) or not text.strip() or len(text) > 5000:
+        if not isinstance(text, str) or not text.strip() or len(text) > 5000 or "\x00" in text:
             raise InvalidRequest("task text must be 1-5000 characters", field="text")
         return await self._manager.add_task(self.session_id, text)
 
