@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -57,19 +58,12 @@ class Netns:
         return ["ip", "netns", "exec", self.name, *cmd]
 
 
-@pytest.fixture(scope="session")
-def netns() -> Iterator[Netns]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("browser tests need root and iproute2 (ip netns)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
-    pytest.importorskip("playwright")
+@contextlib.contextmanager
+def private_netns() -> Iterator[Netns]:
+    """Namespace + veth pair (see the module docstring); removed on exit."""
     name = f"fce2e{os.getpid()}"
     v_in, v_out = f"fcin{os.getpid() % 100000}", f"fcout{os.getpid() % 100000}"
-    try:
-        _run("ip", "netns", "add", name)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"ip netns unavailable: {exc.stderr.decode().strip()}")
+    _run("ip", "netns", "add", name)
     try:
         _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
         _run("ip", "link", "add", v_out, "type", "veth", "peer", "name", v_in)
@@ -82,6 +76,38 @@ def netns() -> Iterator[Netns]:
     finally:
         subprocess.run(["ip", "link", "del", v_out], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def browser_unavailable() -> str | None:
+    """Why real-browser tests cannot run here, or None."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return "browser tests need root and iproute2 (ip netns)"
+    if not Path(CHROMIUM).exists():
+        return "chromium is not installed"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True)
+    if probe.returncode != 0:
+        return "ip netns unavailable"
+    return None
+
+
+@pytest.fixture(scope="session")
+def netns() -> Iterator[Netns]:
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        ctx = private_netns()
+        ns = ctx.__enter__()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"ip netns unavailable: {exc.stderr.decode().strip()}")
+    try:
+        yield ns
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def make_mic_wav(path: Path) -> np.ndarray:

@@ -263,6 +263,9 @@ export class FacecastAvatar {
     channel.onmessage = (ev) => this._onMessage(ev.data);
     pc.ontrack = (ev) => {
       if (pc !== this.pc) return;
+      // ask for the smallest receive buffering (barge-in must go quiet fast; LAN-grade jitter)
+      try { ev.receiver.jitterBufferTarget = 0; } catch (_) { /* not supported */ }
+      try { ev.receiver.playoutDelayHint = 0; } catch (_) { /* not supported */ }
       this._remote.addTrack(ev.track);
       if (this.video.paused) this.video.play().catch(() => {});
     };
