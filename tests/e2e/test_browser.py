@@ -94,7 +94,7 @@ async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, m
     _, audio = await probe(page)
     after = rms_after(audio, cleared_ms)
     silent = next(t for t, r in after if r < 0.01)
-    assert silent - cleared_ms < 250, silent - cleared_ms   # bench/e2e.py reports the figure
+    assert silent - cleared_ms < 1000, silent - cleared_ms  # behaviour; bench/e2e.py has the figure
     assert all(r < 0.02 for t, r in after if t > cleared_ms + 300)
 
     # speaking events arrive in order, each segment started before it ended

@@ -80,7 +80,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         try:
             yield
         finally:
-            await services.manager.shutdown()
+            await services.manager.shutdown()  # tells every page why, then closes its peers
+            webrtc = getattr(app.state, "webrtc", None)
+            if webrtc is not None:
+                await webrtc.aclose()
             executor.shutdown(wait=True, cancel_futures=True)
             await db.close()
 
