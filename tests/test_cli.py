@@ -50,3 +50,44 @@ def test_render_writes_an_mp4_matching_the_audio(tmp_path: Path) -> None:
     assert abs(frames / 25 - audio_s) <= 0.04 + 1e-6
     r = run_cli("render", "--avatar", "nope", "--audio", str(wav), "--out", str(out), cwd=tmp_path)
     assert r.returncode != 0 and "neither an avatar id nor an image" in r.stderr
+
+
+def test_cartesia_token_posts_the_documented_request(tmp_path: Path) -> None:
+    """`facecast cartesia token` against a local HTTP server standing in for Cartesia's REST API."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, dict[str, str], dict[str, object]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, dict(self.headers), body))
+            payload = json.dumps({"token": "jwt-for-the-agent"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"FACECAST_CARTESIA_API_URL": f"http://127.0.0.1:{server.server_port}",
+               "CARTESIA_API_KEY": "sk_car_test_key"}
+        r = run_cli("cartesia", "token", "--expires-in", "120", cwd=tmp_path, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "jwt-for-the-agent"
+        path, headers, body = seen[0]
+        assert path == "/access-token"
+        assert headers["Authorization"] == "Bearer sk_car_test_key"
+        assert headers["Cartesia-Version"]
+        assert body == {"grants": {"agent": True}, "expires_in": 120}
+        r = run_cli("cartesia", "token", "--expires-in", "99999", cwd=tmp_path, env=env)
+        assert r.returncode != 0 and "sk_car_test_key" not in r.stderr + r.stdout
+    finally:
+        server.shutdown()
