@@ -28,6 +28,7 @@ class RecordingRuntime:
 
     instances: list[RecordingRuntime] = []
     start_gate: asyncio.Event | None = None   # set by a test to hold start() open
+    start_error: Exception | None = None      # set by a test to make start() fail
 
     def __init__(self, live: LiveSession, manager: SessionManager) -> None:
         self.session_id = live.id
@@ -47,6 +48,8 @@ class RecordingRuntime:
         self.calls.append(("start", None))
         if RecordingRuntime.start_gate is not None:
             await RecordingRuntime.start_gate.wait()
+        if RecordingRuntime.start_error is not None:
+            raise RecordingRuntime.start_error
 
     async def submit_task(self, task_id: str, text: str) -> None:
         self.tasks.append((task_id, text))
@@ -105,6 +108,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 async def ctx(tmp_path: Path) -> AsyncIterator[AppCtx]:
     RecordingRuntime.instances.clear()
     RecordingRuntime.start_gate = None
+    RecordingRuntime.start_error = None
     settings = make_settings(tmp_path)
     clock = VirtualClock()
     app = create_app(settings, clock=clock, runtime_factory=RecordingRuntime)

@@ -194,3 +194,14 @@ async def test_tasks_keep_submission_order_across_runtime_start(ctx: AppCtx) -> 
     assert [text for _, text in runtime.tasks] == ["one", "two", "three"]
     info = await state_of(ctx, sid)
     assert [t["state"] for t in info["tasks"]] == ["queued"] * 3
+
+
+async def test_a_runtime_that_fails_to_start_ends_the_session(ctx: AppCtx) -> None:
+    sid = (await ctx.create_session())["session_id"]
+    RecordingRuntime.start_error = RuntimeError("boom")
+    peer = FakePeer("a")
+    await ctx.manager.join(sid, peer)
+    await ctx.manager.settle()
+    info = await state_of(ctx, sid)
+    assert info["state"] == "ended" and info["end_reason"] == "engine_error"
+    assert RecordingRuntime.instances[0].stopped[1] == "internal_error"

@@ -262,7 +262,13 @@ class SessionManager:
         return runtime
 
     async def _start_runtime(self, live: LiveSession, runtime: Runtime) -> None:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except Exception as exc:  # the runtime reports its own expected failures; this is a bug
+            log.exception("session runtime failed to start", extra={"session_id": live.id})
+            await self.end(live.id, EndReason.ENGINE_ERROR, error_code="internal_error",
+                           message=f"the session failed to start ({type(exc).__name__})")
+            return
         while live.pending_tasks and not live.ending:
             task_id, text = live.pending_tasks.pop(0)
             await runtime.submit_task(task_id, text)
