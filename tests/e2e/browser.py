@@ -53,6 +53,26 @@ async def probe(page: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return data["frames"], data["audio"]
 
 
+def avatar_regions(size: int = 512) -> dict[str, Any]:
+    """Boxes `[x, y, w, h]` on the built-in avatar's `size`-px frame, from its face geometry:
+    `mouth` (lips plus the jaw's travel) and `face`: both cheeks and the nose bridge, skin that
+    only idle head motion moves. Eyes (blinks) and outlines are left out."""
+    from facecast.render import builtin_avatar
+
+    avatar = builtin_avatar()
+    g = avatar.geometry.transformed(size / avatar.size)
+    lips = np.concatenate([g["lip_outer_upper"], g["lip_outer_lower"]])
+    (x0, y0), (x1, y1) = lips.min(0), lips.max(0)
+    w = x1 - x0
+    mouth = [x0 - 0.2 * w, y0 - 0.15 * w, 1.4 * w, (y1 - y0) + 0.6 * w]
+    nose = g["nose_tip"][0]
+    face = [[e[0] - 0.3 * w, e[1] + 0.4 * w, 0.6 * w, (nose[1] - e[1]) - 0.4 * w]
+            for e in (g.eye_center("r"), g.eye_center("l"))]
+    face.append([nose[0] - 0.25 * w, g.eye_center("r")[1] - 0.1 * w, 0.5 * w, 0.5 * w])
+    return {"mouth": [round(float(v)) for v in mouth],
+            "face": [[round(float(v)) for v in box] for box in face]}
+
+
 def fps(frames: list[dict[str, Any]], since_ms: float) -> float:
     ts = [f["t"] for f in frames if f["t"] >= since_ms]
     return (len(ts) - 1) / ((ts[-1] - ts[0]) / 1000) if len(ts) > 2 else 0.0

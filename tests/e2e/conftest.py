@@ -1,9 +1,12 @@
 """Real-browser harness: a private network namespace, the server in it, Chromium in it.
 
-- `netns`: namespace `fce2e<pid>` with a veth pair: 198.51.100.1 inside (server, browser),
-  198.51.100.2 in the root namespace (this test process, the stand-in Cartesia agent). Nothing
-  is routed anywhere else. Skips cleanly without root/`ip netns`/chromium/playwright.
-- `e2e_server`: `tests/e2e/serve.py` inside the namespace (the real app + test-pattern renderer).
+- `netns`: namespace `fce2e<pid>` with a veth pair on its own /30 of 198.51.100.0/24: .1
+  inside (server, browser), .2 in the root namespace (this test process, the stand-in Cartesia
+  agent) for the first run; a run beside it (another test run, `bench/e2e.py`) takes the next
+  free /30 (.5/.6, ...). Nothing is routed anywhere else. Skips cleanly without root/`ip netns`/
+  chromium/playwright.
+- `e2e_server`: `tests/e2e/serve.py` inside the namespace (the real app with the real renderer:
+  the built-in avatar at 512×512).
 - `agent`: the stand-in Cartesia agent (persona off: tests script it) on 198.51.100.2.
 - `browser`: Debian chromium through Playwright, launched via `ip netns exec`, with a fake mic
   playing `fake_mic.wav` (speech bursts, 5 s cycle) and `probe.js` in every page.
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +36,8 @@ import pytest_asyncio
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CHROMIUM = "/usr/bin/chromium"
-NS_ADDR, HOST_ADDR = "198.51.100.1", "198.51.100.2"
+NET_PREFIX = "198.51.100."          # TEST-NET-2 (RFC 5737), split into /30 blocks per run
+NET_LOCK = Path("/run/lock/facecast-e2e-netns.lock")
 MIC_RATE = 48_000
 MIC_CYCLE_S = 5.0
 MIC_SPEECH_AT_S = 1.0
@@ -58,9 +64,23 @@ class Netns:
         return ["ip", "netns", "exec", self.name, *cmd]
 
 
+def _free_block() -> int:
+    """The first /30 block of NET_PREFIX with no address in the root namespace."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], check=True, capture_output=True,
+                         text=True).stdout
+    used = {int(a) // 4 for a in re.findall(re.escape(NET_PREFIX) + r"(\d+)/", out)}
+    for block in range(64):
+        if block not in used:
+            return block
+    raise RuntimeError(f"no free /30 block left in {NET_PREFIX}0/24")
+
+
 @contextlib.contextmanager
 def private_netns() -> Iterator[Netns]:
-    """Namespace + veth pair (see the module docstring); removed on exit."""
+    """Namespace + veth pair (see the module docstring); removed on exit.
+
+    Runs side by side (two pytest runs, a test run and `bench/e2e.py`) each get their own /30:
+    the same address on two veths would route one run's requests into the other's server."""
     name = f"fce2e{os.getpid()}"
     v_in, v_out = f"fcin{os.getpid() % 100000}", f"fcout{os.getpid() % 100000}"
     _run("ip", "netns", "add", name)
@@ -68,11 +88,16 @@ def private_netns() -> Iterator[Netns]:
         _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
         _run("ip", "link", "add", v_out, "type", "veth", "peer", "name", v_in)
         _run("ip", "link", "set", v_in, "netns", name)
-        _run("ip", "netns", "exec", name, "ip", "addr", "add", f"{NS_ADDR}/24", "dev", v_in)
+        NET_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with NET_LOCK.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)     # pick and claim a block atomically
+            block = _free_block()
+            inside, outside = f"{NET_PREFIX}{4 * block + 1}", f"{NET_PREFIX}{4 * block + 2}"
+            _run("ip", "addr", "add", f"{outside}/30", "dev", v_out)
+        _run("ip", "netns", "exec", name, "ip", "addr", "add", f"{inside}/30", "dev", v_in)
         _run("ip", "netns", "exec", name, "ip", "link", "set", v_in, "up")
-        _run("ip", "addr", "add", f"{HOST_ADDR}/24", "dev", v_out)
         _run("ip", "link", "set", v_out, "up")
-        yield Netns(name, NS_ADDR, HOST_ADDR)
+        yield Netns(name, inside, outside)
     finally:
         subprocess.run(["ip", "link", "del", v_out], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -175,7 +200,8 @@ def start_server(netns: Netns, agent_url: str, data_dir: Path, *, renderer: str 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def e2e_server(netns: Netns, agent: object, workdir: Path) -> AsyncIterator[E2EServer]:
-    srv = await asyncio.to_thread(start_server, netns, agent.url, workdir / "data")  # type: ignore[attr-defined]
+    srv = await asyncio.to_thread(start_server, netns, agent.url, workdir / "data",  # type: ignore[attr-defined]
+                                  renderer="real")
     try:
         yield srv
     finally:
@@ -219,6 +245,7 @@ async def new_page(browser: object) -> AsyncIterator[object]:
         page = await ctx.new_page()
         await page.add_init_script(path=str(HERE / "probe.js"))
         page.on("console", lambda m: m.type == "error" and print("page:", m.text))
+        page.on("pageerror", lambda e: print("page error:", e))
         return page
 
     yield make

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from browser import (
+    avatar_regions,
     best_correlation,
     envelope,
     epoch,
@@ -48,40 +49,78 @@ def rms_after(audio: list[dict], since_ms: float) -> list[tuple[float, float]]:
     return [(a["t"], a["rms"]) for a in audio if a["t"] >= since_ms]
 
 
+async def frames_until(page, cond, timeout: float = 10.0) -> list[dict]:
+    """Poll the probe's frames until `cond(frames)` holds; returns them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frames, _ = await probe(page)
+        if frames and cond(frames):
+            return frames
+        if time.monotonic() > deadline:
+            raise TimeoutError("the video probe never saw the expected frames")
+        await asyncio.sleep(0.1)
+
+
+def window(frames: list[dict], start_ms: float, end_ms: float, key: str) -> np.ndarray:
+    return np.array([f[key] for f in frames if start_ms <= f["t"] < end_ms and key in f])
+
+
 async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, mic_wav) -> None:
+    """The demo page with the real renderer (the built-in avatar, 512×512): mic to the agent,
+    agent speech to the page with a moving mouth, barge-in, DELETE."""
     page = await new_page()
     await page.goto(f"{e2e_server.base_url}/demo?autostart=1")
     await wait_event(page, "ready", 20)
+    await page.evaluate("r => window.__probe.setRegions(r)", avatar_regions(512))
     sid = await page.evaluate("window.facecastDemo.sessionId")
     conn = await agent.next_connection(10)
     await conn.wait_started()
 
-    # video: >= 24 fps decoded at the browser
-    await asyncio.sleep(3.0)
-    frames, _ = await probe(page)
+    # video: >= 24 fps decoded at the browser, 512×512
+    frames = await frames_until(page, lambda fs: fs[-1]["t"] - fs[0]["t"] > 2500)
     assert fps(frames, frames[-1]["t"] - 2000) >= 24.0
+    assert (frames[-1]["w"], frames[-1]["h"]) == (512, 512)
+    # the silent avatar's picture, to measure the mouth against
+    await page.evaluate("window.__probe.takeReference()")
 
-    # mic: the agent hears the WAV (envelope correlation)
-    await asyncio.sleep(7.0)
-    got = conn.received_pcm()
+    # mic: the agent hears the WAV (envelope correlation over the last 6 s)
     rate = conn.sample_rate
     ref = envelope(mic_wav[1], 48_000)
-    corr = best_correlation(envelope(got[-int(6 * rate):], rate), ref)
+    corr, deadline = 0.0, time.monotonic() + 15
+    while corr <= 0.8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        got = conn.received_pcm()
+        if got.size >= 6 * rate:
+            corr = best_correlation(envelope(got[-int(6 * rate):], rate), ref)
     assert corr > 0.8, (corr, got.size / rate, float(np.abs(got).max()) if got.size else 0)
 
     # agent speech: heard at the browser, the mouth moves; mute the mic so no barge-in yet
     assert await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()") is False
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)   # mic audio already on its way settles at the agent
     mark = time.time() * 1000
     await conn.say(speechlike(12.0, rate))
     started = await wait_event(page, "avatar_started_speaking", 5, since=mark)
-    await asyncio.sleep(1.5)
-    frames, audio = await probe(page)
+    speaking_from = started["t"] + 300          # network + jitter buffer
+    frames = await frames_until(page, lambda fs: fs[-1]["t"] > speaking_from + 1200)
+    _, audio = await probe(page)
     loud = [r for t, r in rms_after(audio, started["t"]) if r > 0.05]
     assert len(loud) > 50, "agent speech not heard at the browser"
-    mouth = [f["mouth"] for f in frames if f["t"] >= started["t"]]
-    quiet_mouth = [f["mouth"] for f in frames if f["t"] < mark]
-    assert max(mouth) > 120 and min(quiet_mouth[-10:]) < 60
+    ref_t = await page.evaluate("window.__probe.referenceT")
+    silent_mouth = window(frames, ref_t, mark, "mouthDiff")
+    silent_face = window(frames, ref_t, mark, "faceDiff")
+    mouth = window(frames, speaking_from, float("inf"), "mouthDiff")
+    face = window(frames, speaking_from, float("inf"), "faceDiff")
+    assert silent_mouth.size > 50 and mouth.size > 20, (silent_mouth.size, mouth.size)
+    figures = {"silent mouth p90": float(np.percentile(silent_mouth, 90)),
+               "silent face max": float(silent_face.max()),
+               "speaking mouth p50": float(np.median(mouth)),
+               "speaking face p50": float(np.median(face))}
+    # the mouth region changes clearly more while the agent speaks than during silence ...
+    # (mouthDiff discounts head sway: see probe.js; silence stays ~1-4, an open mouth ~9-14)
+    assert figures["speaking mouth p50"] > max(5.0, 2.0 * figures["silent mouth p90"]), figures
+    # ... and the rest of the face (cheeks, nose) barely changes, speaking or not
+    assert figures["speaking face p50"] < 0.5 * figures["speaking mouth p50"], figures
+    assert figures["silent face max"] < 8.0, figures
 
     # barge-in: unmute; the next spoken burst makes the agent send `clear`
     await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")
