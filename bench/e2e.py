@@ -39,6 +39,26 @@ from facecast.testing.cartesia_agent import CartesiaStandIn  # noqa: E402
 ENGINE = {"type": "cartesia", "agent_id": "bench", "access_token": "bench"}
 
 
+STATS_JS = """async () => {
+  const pc = window.facecastDemo.avatar.pc;
+  const out = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp") out[s.kind] = s;
+    if (s.type === "media-playout") out.playout = s;
+  });
+  return JSON.parse(JSON.stringify(out));
+}"""
+
+
+def stat_delta(a: dict, b: dict, kind: str, total: str, count: str) -> float:
+    """Mean of a cumulative getStats total over the window between snapshots a and b (ms)."""
+    try:
+        n = b[kind][count] - a[kind][count]
+        return 1000.0 * (b[kind][total] - a[kind][total]) / n if n > 0 else float("nan")
+    except KeyError:
+        return float("nan")
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -74,7 +94,10 @@ async def create(http: httpx.AsyncClient, srv) -> dict:
 
 async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"chunk_to_frame": [], "clear_to_silence": [], "av_offset": [],
-                                   "create_to_frame": []}
+                                   "create_to_frame": [], "audio_jb": [], "audio_jb_min": [],
+                                   "video_jb": [], "video_jb_min": [], "video_decode": [], "audio_jb_target": [],
+                                   "audio_jitter": [],
+                                   "playout": [], "clear_concealed": []}
     async with httpx.AsyncClient() as http:
         ctx = await browser.new_context()
         page = await ctx.new_page()
@@ -94,6 +117,7 @@ async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]
         rate = conn.sample_rate
         for i in range(bursts):
             await asyncio.sleep(1.0)
+            st0 = await page.evaluate(STATS_JS)
             n_before = len([e for e in conn.events if e.event == "speech_started"])
             await conn.say(tone(1.2 if i % 2 else 0.5, rate))
             # logged just before the first media_output chunk of this speech is sent
@@ -105,7 +129,21 @@ async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]
                 cl = [e for e in conn.events if e.event == "clear"][-1]
                 t_clear = epoch(cl.time)
             await asyncio.sleep(1.2)
+            st1 = await page.evaluate(STATS_JS)
             frames, audio = await probe(page)
+            out["audio_jb"].append(stat_delta(st0, st1, "audio", "jitterBufferDelay", "jitterBufferEmittedCount"))
+            out["audio_jb_min"].append(stat_delta(st0, st1, "audio", "jitterBufferMinimumDelay", "jitterBufferEmittedCount"))
+            out["audio_jb_target"].append(stat_delta(st0, st1, "audio", "jitterBufferTargetDelay", "jitterBufferEmittedCount"))
+            out["audio_jitter"].append(1000.0 * st1.get("audio", {}).get("jitter", float("nan")))
+            out["video_jb"].append(stat_delta(st0, st1, "video", "jitterBufferDelay", "jitterBufferEmittedCount"))
+            out["video_jb_min"].append(stat_delta(st0, st1, "video", "jitterBufferMinimumDelay", "jitterBufferEmittedCount"))
+            out["video_decode"].append(stat_delta(st0, st1, "video", "totalDecodeTime", "framesDecoded"))
+            out["playout"].append(stat_delta(st0, st1, "playout", "totalPlayoutDelay", "totalSamplesCount"))
+            if i % 2:
+                a0, a1 = st0.get("audio", {}), st1.get("audio", {})
+                out["clear_concealed"].append(
+                    1000.0 * ((a1.get("concealedSamples", 0) - a1.get("silentConcealedSamples", 0))
+                              - (a0.get("concealedSamples", 0) - a0.get("silentConcealedSamples", 0))) / 48000)
             opened = [f for f in frames if f["t"] >= t_chunk and f["mouth"] > 120]
             loud = [a for a in audio if a["t"] >= t_chunk and a["rms"] > 0.05]
             if opened:
@@ -189,7 +227,16 @@ async def main() -> None:
     rows = [("engine chunk in → first frame with it displayed (ms)", lat["chunk_to_frame"], "≤ 100 p50"),
             ("clear → browser audio silent (ms)", lat["clear_to_silence"], "≤ 60 p50"),
             ("A/V offset at the browser, audio − video (ms)", lat["av_offset"], "|x| ≤ 20"),
-            ("session create → first frame displayed (ms)", lat["create_to_frame"], "≤ 1000")]
+            ("session create → first frame displayed (ms)", lat["create_to_frame"], "≤ 1000"),
+            ("browser audio jitter buffer delay (ms, getStats)", lat["audio_jb"], "-"),
+            ("browser audio jitter buffer target delay, incl. A/V sync (ms)", lat["audio_jb_target"], "-"),
+            ("browser audio jitter buffer minimum delay, network jitter only (ms)", lat["audio_jb_min"], "-"),
+            ("browser audio RTP interarrival jitter (ms, RFC 3550)", lat["audio_jitter"], "-"),
+            ("browser video jitter buffer delay (ms, getStats)", lat["video_jb"], "-"),
+            ("browser video jitter buffer minimum delay, network jitter only (ms)", lat["video_jb_min"], "-"),
+            ("browser video decode time (ms)", lat["video_decode"], "-"),
+            ("browser audio playout delay (ms, media-playout)", lat["playout"], "-"),
+            ("non-silent concealment per barge-in (ms of audio)", lat["clear_concealed"], "-")]
     for name, xs, target in rows:
         print(f"| {name} | {pct(xs, 50):.0f} | {pct(xs, 90):.0f} | {len(xs)} | {target} |")
     print("\n| concurrent sessions | server CPU (cores) | CPU per session | p99 frame interval at browser (ms) | RSS per session (MB) |")

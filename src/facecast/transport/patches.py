@@ -6,8 +6,10 @@ Measured in `shared/design/transport-notes.md`:
 - SCTP user-data chunks of 1100 bytes (1200 overflows a 1280-byte MTU and the data channel stalls);
 - VP8 encoder re-created (a keyframe) whenever REMB moves the target by > 10 %: the target is
   bucketed with hysteresis and capped, so small estimate changes never re-create the encoder;
-- Opus RTP timestamps taken from the frame's `pts` (our sample counter), so a barge-in flush
-  leaves a gap in the RTP timeline instead of shifting every later packet;
+- Opus RTP timestamps taken from the frame's `pts` (our sample counter);
+- RTCP sender reports stamped from the track's media clock (`track.media_clock(now)`, where a
+  track offers one) instead of the send time of the last packet, so the browser's lip-sync maps
+  audio and video frame n to the same instant however long rendering and encoding took;
 - ICE host candidates follow a per-peer `IcePolicy` carried in a `ContextVar`: an extra
   127.0.0.1 candidate (aioice drops loopback; needed for a browser on the same machine) and a
   UDP port range for host sockets (aioice binds ephemeral ports).
@@ -33,12 +35,14 @@ from typing import Any
 
 import aioice.ice
 import av
+from aiortc import clock as rtp_clock
 from aiortc import rtcrtpreceiver, rtcrtpsender, rtcsctptransport
 from aiortc.codecs import get_encoder as _aiortc_get_encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtcpSrPacket
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +211,7 @@ class CounterOpusEncoder(OpusEncoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._direct: av.CodecContext | None = None
+        self._direct: av.AudioCodecContext | None = None
         self._direct_key: tuple[int, str] | None = None
 
     def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
@@ -219,6 +223,7 @@ class CounterOpusEncoder(OpusEncoder):
         key = (rate, frame.layout.name)
         if self._direct is None or self._direct_key != key:
             codec = av.CodecContext.create("libopus", "w")
+            assert isinstance(codec, av.AudioCodecContext)
             codec.bit_rate = OPUS_BITRATE
             codec.format = "s16"
             codec.layout = frame.layout.name
@@ -243,6 +248,57 @@ def _get_encoder(codec: RTCRtpCodecParameters) -> Any:
     return _aiortc_get_encoder(codec)
 
 
+# -- RTCP sender reports from the media clock -----------------------------------------------------
+# aiortc's SR pairs the RTP timestamp of the last packet sent with the time it was sent. Our
+# pictures leave 20-40 ms after the matching audio (render + VP8 encode in threads), and the two
+# encoders finish at unrelated moments, so send-time SRs misalign the streams at the receiver by
+# that much. A sender whose track has `media_clock(now) -> seconds | None` reports instead
+# "at NTP now, the RTP clock reads origin + media_clock(now) × clock rate": the capture-time
+# mapping a normal sender uses. The RTP origin is random per sender (aiortc's `_run_rtp`);
+# we recover it when the sender comes back for the next frame, as the last packet's timestamp
+# minus the encoder's timestamp for the frame it just finished sending.
+_orig_next_encoded_frame = rtcrtpsender.RTCRtpSender._next_encoded_frame
+_orig_send_rtcp = rtcrtpsender.RTCRtpSender._send_rtcp
+
+
+async def _next_encoded_frame(self: rtcrtpsender.RTCRtpSender,
+                              codec: RTCRtpCodecParameters) -> Any:
+    last = getattr(self, "_fc_last_ts", None)
+    if last is not None:   # every packet of the frame returned last time has been sent
+        sent = self._RTCRtpSender__rtp_timestamp  # type: ignore[attr-defined]
+        self._fc_origin = (sent - last) & 0xFFFFFFFF  # type: ignore[attr-defined]
+    self._fc_rate = codec.clockRate  # type: ignore[attr-defined]
+    enc = await _orig_next_encoded_frame(self, codec)
+    if enc is not None:
+        self._fc_last_ts = enc.timestamp  # type: ignore[attr-defined]
+    return enc
+
+
+def media_clock_sr(sender: rtcrtpsender.RTCRtpSender, now_mono: float,
+                   now_ntp: int) -> tuple[int, int] | None:
+    """(NTP, RTP) for `sender`'s next sender report from its track's media clock, or None."""
+    origin = getattr(sender, "_fc_origin", None)
+    clock_fn = getattr(sender.track, "media_clock", None)
+    if origin is None or clock_fn is None:
+        return None
+    media = clock_fn(now_mono)
+    if media is None:
+        return None
+    return now_ntp, (origin + round(media * sender._fc_rate)) & 0xFFFFFFFF  # type: ignore[attr-defined]
+
+
+async def _send_rtcp(self: rtcrtpsender.RTCRtpSender, packets: list[Any]) -> None:
+    stamp = None
+    for packet in packets:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._ssrc:
+            stamp = stamp or media_clock_sr(self, time.monotonic(), rtp_clock.current_ntp_time())
+            if stamp is not None:
+                packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp = stamp
+                # receiver reports echo the SR's middle NTP bits; aiortc matches them for RTT
+                self._RTCRtpSender__lsr = (stamp[0] >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+    await _orig_send_rtcp(self, packets)
+
+
 # -- jitter buffer -------------------------------------------------------------------------------
 class _LowLatencyJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
@@ -263,6 +319,8 @@ def install() -> None:
     rtcrtpreceiver.JitterBuffer = _LowLatencyJitterBuffer  # type: ignore[misc]
     rtcsctptransport.USERDATA_MAX_LENGTH = SCTP_USERDATA_MAX_LENGTH
     rtcrtpsender.get_encoder = _get_encoder  # type: ignore[assignment]
+    rtcrtpsender.RTCRtpSender._next_encoded_frame = _next_encoded_frame  # type: ignore[method-assign]
+    rtcrtpsender.RTCRtpSender._send_rtcp = _send_rtcp  # type: ignore[method-assign]
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
     log.debug("aiortc patches installed")

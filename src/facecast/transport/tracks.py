@@ -8,13 +8,21 @@ RTP senders pull from:
   (960 n, 960 n + 480); the patched Opus encoder turns that into the RTP timestamp.
 - `AvatarVideoTrack` yields frame n with `pts` = n × 3600 at 90 kHz.
 
-Both timelines come from the frame index, so A/V sync holds by construction. One subtlety: the
-receiver aligns the streams by RTCP sender reports, and aiortc stamps those with the *send* time
-of the last packet. Frame n's picture leaves later than its audio (render + VP8 encode), so the
-audio track holds each frame back by the measured video lag (EWMA, capped): both streams then
-leave the server equally late and the browser plays them in sync.
+Both timelines come from the frame index, so A/V sync holds by construction. The receiver lines
+the streams up by RTCP sender reports; `patches.py` stamps those from the sink's media clock
+(`PeerSink.media_clock`: frame n ↔ the wall time the media clock produced it, for both tracks),
+not from aiortc's send time, so the mapping is exact whatever encoding and pacing cost.
 
-Buffers are small and drop the oldest entry when full; `flush()` (barge-in) empties both at once.
+Pacing: the audio track releases each 20 ms chunk at its own media time plus a hold-back equal to
+the measured video lag (frame produced → its picture sent; EWMA, capped). So audio and video
+reach the browser equally late, Chrome's lip-sync has nothing to add to the audio side, and the
+audio that waits does so *here*, where a barge-in can still drop it, instead of in the browser's
+jitter buffer. Chunks leave every 20 ms, not in pairs every 40 ms (pairs read as 20 ms of jitter
+to Chrome's NetEq, which then buffered ~60 ms).
+
+Buffers are small and drop the oldest entry when full. `flush()` (barge-in) empties the video
+buffer and turns every held audio chunk into silence in place: nothing buffered is sent, and the
+stream goes on without a gap (no concealment at the browser, no RTP-timeline jump).
 
 Transparent sessions push RGBA images; the video then carries a *stacked matte*: the top half
 is the RGB picture, the bottom half the alpha channel as grey (height 2H). The Web SDK
@@ -45,8 +53,11 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 VIDEO_TICKS_PER_FRAME = VIDEO_CLOCK * SAMPLES_PER_FRAME // SAMPLE_RATE  # 3600
 AUDIO_MAX_CHUNKS = 8                         # 160 ms; normally 0-2 are waiting
 VIDEO_MAX_FRAMES = 2
+FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE   # 0.04
 MAX_AV_HOLD_S = 0.08
 HOLD_EWMA = 0.1
+ANCHOR_FRAMES = 50                           # media-clock anchor: min over the last 2 s of ticks
+_SILENCE = np.zeros(AUDIO_CHUNK, np.int16)
 
 
 def stack_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -62,7 +73,7 @@ def stack_alpha(rgba: np.ndarray) -> np.ndarray:
 class _AudioChunk:
     pts: int              # in 24 kHz samples
     pcm: np.ndarray       # AUDIO_CHUNK int16 samples
-    pushed_at: float      # monotonic time the media clock produced it
+    silent: bool = False  # flushed: its speech was replaced by silence
 
 
 class PeerSink:
@@ -75,25 +86,34 @@ class PeerSink:
         self._video: deque[tuple[int, np.ndarray]] = deque(maxlen=VIDEO_MAX_FRAMES)
         self._audio_ready = asyncio.Event()
         self._video_ready = asyncio.Event()
-        self._audio_times: dict[int, float] = {}
-        self.video_lag = 0.0                # EWMA: frame produced → its picture sent
+        self._offsets: deque[float] = deque(maxlen=ANCHOR_FRAMES)
+        self._anchor: float | None = None   # monotonic time of media time 0 (frame 0)
+        self.video_lag = 0.0                # EWMA: frame's media time → its picture sent
         self.audio_dropped = 0              # overflow drops (samples)
         self.video_dropped = 0
         self.flushes = 0
         self.closed = False
 
+    # -- the media clock ----------------------------------------------------------------------
+    def media_clock(self, now: float) -> float | None:
+        """Media time (s; frame n starts at n × 40 ms) at monotonic time `now`, or None yet.
+
+        The anchor is the earliest (push time − media time) of the last 2 s of ticks: the media
+        clock's own schedule, without the loop's lateness on any one tick."""
+        return None if self._anchor is None else now - self._anchor
+
+    def _tick(self, index: int, now: float) -> None:
+        self._offsets.append(now - index * FRAME_SECONDS)
+        self._anchor = min(self._offsets)
+
     # -- AVSink (called on the loop by the media clock; never blocks) --------------------------
     def push_audio(self, index: int, pcm: np.ndarray) -> None:
-        now = time.monotonic()
-        self._audio_times[index] = now
-        if len(self._audio_times) > 64:
-            for old in sorted(self._audio_times)[:-32]:
-                del self._audio_times[old]
+        self._tick(index, time.monotonic())
         base = index * SAMPLES_PER_FRAME
         for off in range(0, pcm.size, AUDIO_CHUNK):
             if len(self._audio) == self._audio.maxlen:
                 self.audio_dropped += AUDIO_CHUNK
-            self._audio.append(_AudioChunk(base + off, pcm[off:off + AUDIO_CHUNK], now))
+            self._audio.append(_AudioChunk(base + off, pcm[off:off + AUDIO_CHUNK]))
         self._audio_ready.set()
 
     def push_video(self, index: int, image: np.ndarray) -> None:
@@ -103,8 +123,11 @@ class PeerSink:
         self._video_ready.set()
 
     def flush(self) -> int:
-        dropped = sum(c.pcm.size for c in self._audio)
-        self._audio.clear()
+        dropped = 0
+        for chunk in self._audio:
+            if not chunk.silent:
+                dropped += chunk.pcm.size
+                chunk.pcm, chunk.silent = _SILENCE, True
         self._video.clear()
         self.flushes += 1
         return dropped
@@ -115,20 +138,20 @@ class PeerSink:
         self._video_ready.set()
 
     # -- track side ---------------------------------------------------------------------------
+    def audio_due(self, pts: int) -> float:
+        """Monotonic time chunk `pts` should leave: its media time plus the A/V hold-back."""
+        assert self._anchor is not None
+        return self._anchor + pts / SAMPLE_RATE + (self.hold() if self.hold_av else 0.0)
+
     async def next_audio(self) -> _AudioChunk:
         while True:
             if self.closed:
                 raise MediaStreamError
             if self._audio:
-                head = self._audio[0]
-                wait = head.pushed_at + self.hold() - time.monotonic() if self.hold_av else 0.0
+                wait = self.audio_due(self._audio[0].pts) - time.monotonic()
                 if wait <= 0.001:
                     return self._audio.popleft()
-                self._audio_ready.clear()
-                try:
-                    await asyncio.wait_for(self._audio_ready.wait(), wait)
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(wait)     # a flush keeps the chunk (silenced), so just wait
                 continue
             self._audio_ready.clear()
             await self._audio_ready.wait()
@@ -148,10 +171,10 @@ class PeerSink:
 
     def video_sent(self, index: int) -> None:
         """The sender came back for another frame: frame `index` is encoded and sent."""
-        produced = self._audio_times.get(index)
-        if produced is None:
+        media = self.media_clock(time.monotonic())
+        if media is None:
             return
-        lag = time.monotonic() - produced
+        lag = media - index * FRAME_SECONDS
         if 0 <= lag < 1.0:
             self.video_lag += HOLD_EWMA * (lag - self.video_lag)
 
@@ -165,6 +188,10 @@ class AvatarAudioTrack(MediaStreamTrack):
     def __init__(self, sink: PeerSink) -> None:
         super().__init__()
         self._sink = sink
+
+    def media_clock(self, now: float) -> float | None:
+        """For the RTCP sender-report patch (`patches.py`)."""
+        return self._sink.media_clock(now)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -189,6 +216,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._sink = sink
         self._last: int | None = None
         self.frames_sent = 0
+
+    def media_clock(self, now: float) -> float | None:
+        """For the RTCP sender-report patch (`patches.py`)."""
+        return self._sink.media_clock(now)
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
