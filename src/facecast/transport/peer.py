@@ -30,7 +30,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from facecast.errors import InvalidRequest
+from facecast.errors import FacecastError, InvalidRequest
 from facecast.media.audio import to_mono
 from facecast.transport.patches import IcePolicy, ice_policy
 from facecast.transport.tracks import AvatarAudioTrack, AvatarVideoTrack, PeerSink
@@ -54,6 +54,8 @@ class Runtime(Protocol):
     def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None: ...
 
     def on_sdk_message(self, data: Any) -> None: ...
+
+    async def task_from_sdk(self, text: str) -> str: ...
 
 
 class SessionManager(Protocol):
@@ -192,10 +194,34 @@ class WebRTCPeer:
                 self.runtime.on_sdk_message(msg.get("data"))
         elif kind == "ping":
             self.send_event({"type": "pong", "t": msg.get("t"), "server_time": time.time()})
+        elif kind == "task":
+            if self._closing is None:
+                self._tasks = [t for t in self._tasks if not t.done()]
+                self._start(self._create_task(msg.get("text"), msg.get("request_id")), "task")
         else:
             self.send_event({"type": "error", "code": "invalid_message",
                              "message": f"unknown message type {kind!r}",
                              "session_id": self.session_id})
+
+    async def _create_task(self, text: Any, request_id: Any) -> None:
+        """`{"type": "task", "text", "request_id"}` from the page (`FacecastAvatar.task()`):
+        answered with `task_created {request_id, task_id}` or `error {code, message, session_id,
+        request_id}`. The task's progress then arrives as `task_state` events."""
+        try:
+            if self.runtime is None:
+                raise FacecastError("not joined to the session yet")
+            task_id = await self.runtime.task_from_sdk(text)
+        except FacecastError as exc:
+            self.send_event({"type": "error", "code": exc.code, "message": exc.message,
+                             "session_id": self.session_id, "request_id": request_id})
+            return
+        except Exception:
+            log.exception("task from the page failed", extra=self.extra)
+            self.send_event({"type": "error", "code": "internal_error",
+                             "message": "the task could not be created",
+                             "session_id": self.session_id, "request_id": request_id})
+            return
+        self.send_event({"type": "task_created", "request_id": request_id, "task_id": task_id})
 
     # -- microphone ---------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
