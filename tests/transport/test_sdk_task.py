@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from tests.conftest import make_settings
 
 from facecast.api.app import create_app
 from facecast.clock import SystemClock
 from facecast.sessions.keys import create_api_key
 from facecast.testing.cartesia_agent import CartesiaStandIn
 from facecast.transport.client import FacecastClient
-from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
 
