@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 EVENT_TYPES = ["avatar_started_speaking", "avatar_ended_speaking", "local_mic_state_change",
-               "connection_state_change", "error", "session_ended", "idle", "message"]
+               "connection_state_change", "error", "session_ended", "idle", "message", "task_state"]
 
 JOIN_JS = """async ([token, background]) => {
   const { FacecastAvatar } = await import("/sdk/facecast.js");
@@ -38,11 +39,13 @@ async def events(page: Any) -> list[dict[str, Any]]:
     return list(await page.evaluate("window.facecastDemo.events"))
 
 
-async def wait_event(page: Any, kind: str, timeout: float = 10.0, since: float = 0.0) -> dict[str, Any]:
+async def wait_event(page: Any, kind: str, timeout: float = 10.0, since: float = 0.0,
+                     where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """The first `kind` event at or after `since` (epoch ms) whose payload satisfies `where`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in await events(page):
-            if e["type"] == kind and e["t"] >= since:
+            if e["type"] == kind and e["t"] >= since and (where is None or where(e["payload"])):
                 return e
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no {kind} event in {timeout} s")

@@ -204,3 +204,38 @@ async def test_two_sessions_stay_independent(e2e_server, agent, new_page) -> Non
         async with httpx.AsyncClient() as http:
             await http.delete(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
                               headers=e2e_server.auth)
+
+
+async def test_page_task_is_spoken_on_text_echo(e2e_server, new_page) -> None:
+    """`FacecastAvatar.task(text)` on a text-echo session: spoken, heard, reported."""
+    s = await create_session(e2e_server, conversation_engine={"type": "text-echo",
+                                                              "tts": {"voice": "en-us"}})
+    page = await new_page()
+    assert (await join(page, e2e_server.base_url, s["token"]))["ok"]
+    mark = time.time() * 1000
+    created = await page.evaluate("window.facecastDemo.avatar.task('Hello from the page')")
+    task_id = created["task_id"]
+    started = await wait_event(page, "avatar_started_speaking", 10, since=mark)
+    ended = await wait_event(page, "avatar_ended_speaking", 15, since=started["t"])
+    assert ended["payload"]["segment_id"] == started["payload"]["segment_id"]
+    assert ended["payload"]["interrupted"] is False
+    await wait_event(page, "task_state", 5, where=lambda p: p == {"task_id": task_id, "state": "done"})
+    states = [e["payload"] for e in await events(page) if e["type"] == "task_state"]
+    assert [p["state"] for p in states if p["task_id"] == task_id] == ["queued", "speaking", "done"]
+    _, audio = await probe(page)
+    loud = [r for t, r in rms_after(audio, started["t"]) if t < ended["t"] and r > 0.02]
+    assert len(loud) > 20, "the task's speech was not heard at the browser"
+
+    # a refused task rejects the promise with a typed error; no `error` event, the session goes on
+    err = await page.evaluate("""window.facecastDemo.avatar.task('   ').then(
+        () => null, (e) => ({ type: e.type, code: e.code, request_id: e.request_id,
+                              session_id: e.session_id }))""")
+    assert err is not None and err["type"] == "error" and err["code"] == "invalid_request"
+    assert err["request_id"] and err["session_id"] == s["session_id"]
+    assert not [e for e in await events(page) if e["type"] in ("error", "session_ended")]
+    async with httpx.AsyncClient() as http:
+        info = (await http.get(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
+                               headers=e2e_server.auth)).json()
+        assert [(t["task_id"], t["state"]) for t in info["tasks"]] == [(task_id, "done")]
+        await http.delete(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
+                          headers=e2e_server.auth)

@@ -32,22 +32,25 @@
  * @property {"invalid_token"|"session_ended"|"media_error"|"engine_error"|"internal_error"|"limits_exceeded"|"connection_error"|string} code
  * @property {string} message
  * @property {string|null} session_id
+ * @property {string} [request_id]  set on the rejection of a `task()` call
  */
 
 /**
  * @typedef {"avatar_started_speaking"|"avatar_ended_speaking"|"local_mic_state_change"|
- *   "connection_state_change"|"error"|"session_ended"|"idle"|"message"} FacecastEvent
+ *   "connection_state_change"|"error"|"session_ended"|"idle"|"message"|"task_state"} FacecastEvent
  *
  * Payloads: avatar_started_speaking {segment_id}; avatar_ended_speaking {segment_id, interrupted};
  * local_mic_state_change {enabled}; connection_state_change {state: "connecting"|"connected"|
  * "reconnecting"|"disconnected"|"closed"}; error FacecastError; session_ended {reason};
- * idle {}; message {data} (a custom message from the conversation engine).
+ * idle {}; message {data} (a custom message from the conversation engine); task_state
+ * {task_id, state: "queued"|"speaking"|"done"|"cancelled"|"recorded"}.
  */
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const DISCONNECT_GRACE_MS = 2500;
 const GATHER_TIMEOUT_MS = 3000;
 const INIT_TIMEOUT_MS = 20000;
+const TASK_TIMEOUT_MS = 10000;
 
 export class FacecastAvatar {
   /**
@@ -86,6 +89,9 @@ export class FacecastAvatar {
     this._disconnectTimer = null;
     this._reconnecting = false;
     this._compositor = null;
+    /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} */
+    this._requests = new Map();
+    this._requestSeq = 0;
 
     this.video = document.createElement("video");
     this.video.playsInline = true;
@@ -245,6 +251,57 @@ export class FacecastAvatar {
     return true;
   }
 
+  // -- text tasks --------------------------------------------------------------------------
+  /**
+   * Ask the avatar to speak `text` (engines that speak text, e.g. `text-echo`; others record it
+   * and speak nothing). Like POST /api/v1/sessions/{id}/tasks, from the page. Progress arrives
+   * as `task_state` events ({task_id, state}); the first of them (`queued`) may come before
+   * this promise resolves.
+   * @param {string} text
+   * @returns {Promise<{task_id: string}>} rejects with a FacecastError (`invalid_request`,
+   *   `session_ended`, `limits_exceeded`, `connection_error`, ...) carrying `request_id`.
+   */
+  task(text) {
+    const request_id = `req_${++this._requestSeq}`;
+    const fail = (code, message) => Promise.reject(
+      { type: "error", code, message, session_id: this.sessionId, request_id });
+    if (this.ended) return fail("session_ended", "the session has ended");
+    if (!this.channel || this.channel.readyState !== "open") {
+      return fail("connection_error", "not connected to the avatar");
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this._settleRequest(request_id, null, {
+        code: "connection_error", message: "the server did not answer the task" }), TASK_TIMEOUT_MS);
+      this._requests.set(request_id, { resolve, reject, timer });
+      try {
+        this.channel.send(JSON.stringify({ type: "task", text, request_id }));
+      } catch (err) {
+        this._settleRequest(request_id, null, { code: "connection_error",
+                                                message: `could not send: ${err && err.message || err}` });
+      }
+    });
+  }
+
+  /** Resolve (result) or reject (error {code, message}) the pending request `id`, once. */
+  _settleRequest(id, result, error) {
+    const req = this._requests.get(id);
+    if (!req) return false;
+    this._requests.delete(id);
+    clearTimeout(req.timer);
+    if (error) {
+      req.reject({ type: "error", code: error.code || "internal_error", message: error.message || "",
+                   session_id: error.session_id || this.sessionId, request_id: id });
+    } else {
+      req.resolve(result);
+    }
+    return true;
+  }
+
+  /** The channel the requests went out on is gone: they will never be answered. */
+  _failRequests(code, message) {
+    for (const id of [...this._requests.keys()]) this._settleRequest(id, null, { code, message });
+  }
+
   // -- connection --------------------------------------------------------------------------
   async _connect() {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
@@ -362,6 +419,8 @@ export class FacecastAvatar {
     const pc = this.pc;
     this.pc = null;
     this.channel = null;
+    this._failRequests(this.ended ? "session_ended" : "connection_error",
+                       this.ended ? "the session has ended" : "the connection to the avatar closed");
     if (pc) {
       pc.onconnectionstatechange = null;
       pc.ontrack = null;
@@ -403,7 +462,15 @@ export class FacecastAvatar {
         this._closePc();
         this._setState("closed");
         break;
+      case "task_created":
+        this._settleRequest(msg.request_id, { task_id: msg.task_id }, null);
+        break;
+      case "task_state":
+        this._emit("task_state", { task_id: msg.task_id, state: msg.state });
+        break;
       case "error":
+        // an answer to one of our requests rejects that request's promise instead
+        if (msg.request_id != null && this._settleRequest(msg.request_id, null, msg)) break;
         this._emit("error", { type: "error", code: msg.code || "internal_error",
                               message: msg.message || "", session_id: msg.session_id || this.sessionId });
         break;
