@@ -24,6 +24,8 @@ JOIN_JS = """async ([token, background]) => {
   const t0 = performance.timeOrigin + performance.now();
   try { await a.init(); } catch (e) { return { ok: false, code: e.code, message: e.message }; }
   events.push({ type: "ready", payload: {}, t: performance.timeOrigin + performance.now() });
+  const placeholder = document.getElementById("placeholder");   // as the demo's own start() does
+  if (placeholder) placeholder.remove();
   return { ok: true, t0 };
 }""".replace("EVENT_TYPES_JSON", json.dumps(EVENT_TYPES))
 

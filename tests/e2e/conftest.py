@@ -10,6 +10,9 @@
 - `agent`: the stand-in Cartesia agent (persona off: tests script it) on 198.51.100.2.
 - `browser`: Debian chromium through Playwright, launched via `ip netns exec`, with a fake mic
   playing `fake_mic.wav` (speech bursts, 5 s cycle) and `probe.js` in every page.
+
+`FACECAST_E2E_DOC_IMAGES=docs/img pytest tests/e2e` also writes the screenshots used in
+docs/sdk.md (`sdk-demo.png`, `sdk-transparent.png`).
 """
 
 from __future__ import annotations

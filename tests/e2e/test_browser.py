@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -121,6 +124,8 @@ async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, m
     # ... and the rest of the face (cheeks, nose) barely changes, speaking or not
     assert figures["speaking face p50"] < 0.5 * figures["speaking mouth p50"], figures
     assert figures["silent face max"] < 8.0, figures
+    if os.environ.get("FACECAST_E2E_DOC_IMAGES"):
+        save_doc_image(await page.locator("main").screenshot(), "sdk-demo.png")
 
     # barge-in: unmute; the next spoken burst makes the agent send `clear`
     await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")
@@ -237,5 +242,87 @@ async def test_page_task_is_spoken_on_text_echo(e2e_server, new_page) -> None:
         info = (await http.get(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
                                headers=e2e_server.auth)).json()
         assert [(t["task_id"], t["state"]) for t in info["tasks"]] == [(task_id, "done")]
+        await http.delete(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
+                          headers=e2e_server.auth)
+
+
+PAGE_COLOUR = (106, 61, 240)     # the host page's own background behind a transparent avatar
+NO_WEBGL_JS = """(() => {
+  const orig = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (type, opts) {
+    return type === "webgl" || type === "webgl2" || type === "experimental-webgl"
+      ? null : orig.call(this, type, opts);
+  };
+})();"""
+READ_MATTE_JS = """(points) => {
+  const a = window.facecastDemo.avatar;
+  const c = a.element.querySelector("canvas[data-facecast]");
+  const tmp = document.createElement("canvas");
+  tmp.width = c.width; tmp.height = c.height;
+  const t = tmp.getContext("2d", { willReadFrequently: true });
+  t.drawImage(c, 0, 0);
+  const patch = ([x, y]) => {
+    const d = t.getImageData(x - 2, y - 2, 5, 5).data;
+    const m = [0, 0, 0, 0];
+    for (let i = 0; i < d.length; i++) m[i % 4] += d[i] / 25;
+    return m;
+  };
+  return { mode: a._compositor.gl ? "webgl" : "2d", width: c.width, height: c.height,
+           frames: a._compositor.frames, videoHeight: a.video.videoHeight,
+           pixels: points.map(patch) };
+}"""
+
+
+def save_doc_image(png: bytes, name: str) -> None:
+    """With FACECAST_E2E_DOC_IMAGES=DIR (e.g. docs/img), keep a screenshot for the docs."""
+    out = os.environ.get("FACECAST_E2E_DOC_IMAGES")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / name).write_bytes(png)
+
+
+@pytest.mark.parametrize("compositor", ["webgl", "2d"])
+async def test_transparent_background_composites_over_the_page(e2e_server, agent, new_page,
+                                                                compositor) -> None:
+    """A `"background": "transparent"` session: the SDK turns the stacked matte into a canvas
+    whose background is see-through (the page shows) and whose face is opaque."""
+    s = await create_session(e2e_server, background="transparent")
+    page = await new_page()
+    if compositor == "2d":
+        await page.add_init_script(NO_WEBGL_JS)
+    assert (await join(page, e2e_server.base_url, s["token"]))["ok"]
+    await agent.next_connection(10)
+    await page.evaluate("""(rgb) => {
+        for (const el of [document.body, document.getElementById("avatar")])
+          el.style.background = `rgb(${rgb})`;
+        document.querySelector("main").style.background = "transparent";
+    }""", list(PAGE_COLOUR))
+    await page.wait_for_function("window.facecastDemo.avatar._compositor"
+                                 " && window.facecastDemo.avatar._compositor.frames > 10")
+    corners = [(12, 12), (499, 12), (12, 499), (499, 499)]
+    face = (256, 265)                          # between the eyes and the nose tip, at 512 px
+    m = await page.evaluate(READ_MATTE_JS, [list(p) for p in [*corners, face]])
+    assert m["mode"] == compositor
+    assert (m["width"], m["height"], m["videoHeight"]) == (512, 512, 1024), m
+    *corner_px, face_px = m["pixels"]
+    assert all(px[3] < 8 for px in corner_px), m      # background: transparent
+    assert face_px[3] > 247, m                          # face: opaque ...
+    assert face_px[0] > face_px[2] + 30, m             # ... and skin-coloured (red over blue)
+
+    # what the user sees: the page's colour around the face, the face itself opaque
+    el = page.locator("#avatar")
+    png = await el.screenshot()
+    img = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    scale = w / 512
+    for x, y in [(24, 24), (488, 24), (24, 488), (488, 488)]:   # inside the rounded corners
+        seen = img[round(y * scale), round(x * scale)].astype(int)
+        assert np.abs(seen - PAGE_COLOUR).max() < 12, (x, y, seen)
+    seen = img[round(face[1] * scale), round(face[0] * scale)].astype(int)
+    assert np.abs(seen - PAGE_COLOUR).max() > 100, seen
+    assert np.abs(seen - np.array(face_px[:3])).max() < 16, (seen, face_px)
+    if compositor == "webgl":
+        save_doc_image(png, "sdk-transparent.png")
+    async with httpx.AsyncClient() as http:
         await http.delete(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
                           headers=e2e_server.auth)

@@ -555,7 +555,10 @@ class MatteCompositor {
   }
 
   _initGl() {
-    const gl = this.canvas.getContext("webgl", { premultipliedAlpha: false, alpha: true });
+    // preserveDrawingBuffer: the picture stays readable between frames (drawImage of the
+    // canvas, toDataURL, screenshots); without it a read outside our draw sees a cleared buffer
+    const gl = this.canvas.getContext("webgl", { premultipliedAlpha: false, alpha: true,
+                                                 preserveDrawingBuffer: true });
     if (!gl) return null;
     const vs = "attribute vec2 p; varying vec2 uv; void main(){ uv = vec2((p.x+1.0)/2.0, (1.0-p.y)/2.0); gl_Position = vec4(p,0.0,1.0); }";
     const fs = "precision mediump float; varying vec2 uv; uniform sampler2D t;" +
