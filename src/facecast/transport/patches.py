@@ -6,6 +6,8 @@ Measured in `shared/design/transport-notes.md`:
 - SCTP user-data chunks of 1100 bytes (1200 overflows a 1280-byte MTU and the data channel stalls);
 - VP8 encoder re-created (a keyframe) whenever REMB moves the target by > 10 %: the target is
   bucketed with hysteresis and capped, so small estimate changes never re-create the encoder;
+  RGB → yuv420p through OpenCV instead of swscale, and no temporal denoiser (≈1.6 ms less CPU
+  per 512x512 frame, 3.4 → 1.9 ms);
 - Opus RTP timestamps taken from the frame's `pts` (our sample counter);
 - RTCP sender reports stamped from the track's media clock (`track.media_clock(now)`, where a
   track offers one) instead of the send time of the last packet, so the browser's lip-sync maps
@@ -25,6 +27,7 @@ import contextlib
 import errno
 import fractions
 import logging
+import multiprocessing
 import random
 import socket
 import time
@@ -35,14 +38,18 @@ from typing import Any
 
 import aioice.ice
 import av
+import cv2
+import numpy as np
 from aiortc import clock as rtp_clock
 from aiortc import rtcrtpreceiver, rtcrtpsender, rtcsctptransport
 from aiortc.codecs import get_encoder as _aiortc_get_encoder
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.codecs.vpx import Vp8Encoder, number_of_threads
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSrPacket
+from av.video.codeccontext import VideoCodecContext
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +164,29 @@ async def _get_component_candidates(self: aioice.ice.Connection, component: int,
 
 
 # -- codecs --------------------------------------------------------------------------------------
+def to_i420(frame: av.VideoFrame) -> av.VideoFrame:
+    """An RGB frame as yuv420p (BT.601, limited range) through OpenCV: 0.2 ms at 512x512 where
+    FFmpeg's swscale takes 1.4 ms (chroma differs by < 0.3 levels on average)."""
+    if frame.format.name == "yuv420p":
+        return frame
+    if frame.format.name != "rgb24" or frame.width % 2 or frame.height % 2:
+        return frame.reformat(format="yuv420p")
+    i420 = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_RGB2YUV_I420)
+    out = av.VideoFrame.from_ndarray(i420.astype(np.uint8, copy=False), format="yuv420p")
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+    return out
+
+
 class BucketedVp8Encoder(Vp8Encoder):
-    """aiortc's VP8 encoder with a coarse, capped, hysteretic bitrate target.
+    """aiortc's VP8 encoder with a coarse, capped, hysteretic bitrate target, cheaper per frame.
 
     aiortc re-creates the libvpx context (forcing a keyframe) when the target moves by more
     than 10 %; REMB estimates wander constantly, so we only switch between a few buckets.
+    `encode` is aiortc's, except: RGB → yuv420p through OpenCV (`to_i420`), and libvpx's
+    temporal denoiser off (`noise-sensitivity` 0; aiortc uses 4, meant for camera noise, which
+    rendered frames do not have: −0.4 ms of 2.0 ms per 512x512 frame).
     """
 
     def __init__(self) -> None:
@@ -197,7 +222,39 @@ class BucketedVp8Encoder(Vp8Encoder):
             if self._bucket > cap:
                 self._bucket = cap
                 Vp8Encoder.target_bitrate.fset(self, cap)  # type: ignore[attr-defined]
-        return super().encode(frame, force_keyframe)
+        frame = to_i420(frame)
+        codec = self.codec
+        if codec is not None and (frame.width != codec.width or frame.height != codec.height
+                                  or codec.bit_rate != self._bucket):
+            codec = None
+        if force_keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        if codec is None:
+            codec = self.codec = self._open(frame.width, frame.height, self._bucket)
+        data = b"".join(bytes(p) for p in codec.encode(frame))
+        payloads = self._packetize(data, self.picture_id)
+        timestamp = (convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
+                     if frame.pts is not None and frame.time_base is not None else 0)
+        self.picture_id = (self.picture_id + 1) % (1 << 15)
+        return payloads, timestamp
+
+    @staticmethod
+    def _open(width: int, height: int, bitrate: int) -> VideoCodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        assert isinstance(codec, VideoCodecContext)
+        codec.width, codec.height = width, height
+        codec.bit_rate = bitrate
+        codec.pix_fmt = "yuv420p"
+        codec.gop_size = 3000
+        codec.qmin, codec.qmax = 2, 56
+        codec.options = {   # aiortc 1.16's settings (CBR, realtime) except the denoiser
+            "bufsize": str(bitrate), "cpu-used": "-6", "deadline": "realtime",
+            "lag-in-frames": "0", "minrate": str(bitrate), "maxrate": str(bitrate),
+            "noise-sensitivity": "0", "overshoot-pct": "15", "partitions": "0",
+            "static-thresh": "1", "undershoot-pct": "100",
+        }
+        codec.thread_count = number_of_threads(width * height, multiprocessing.cpu_count())
+        return codec
 
 
 class CounterOpusEncoder(OpusEncoder):
