@@ -42,7 +42,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(Path(__file__).resolve())
+ROOT = Path(SCRIPT).parent.parent
+_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+SPY = _spy if Path(_spy).exists() else None
 FRAME_S = 0.04
 BEEP_EVERY_S = 2.0
 BEEP_S = 0.1
@@ -225,6 +228,10 @@ async def run_clients(args: argparse.Namespace) -> None:
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
 # -- the driver -----------------------------------------------------------------------------------
 def summarise_client(session: dict[str, list[list[float]]]) -> dict[str, Any]:
     video = np.array(session.get("video") or [], dtype=float).reshape(-1, 2)
@@ -305,7 +312,7 @@ async def run_step(n: int, srv: dict[str, Any], agent: Any, speech_text: str, ar
                                 json={"conversation_engine": engine, "user_absent_timeout": 30})
             r.raise_for_status()
             sessions.append(r.json())
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_clients", "--base", srv["base_url"],
+        cmd = [sys.executable, SCRIPT, "_clients", "--base", srv["base_url"],
                "--tokens", ",".join(s["token"] for s in sessions), "--seconds", str(args.seconds),
                "--warmup", str(args.warmup)] + (["--decode"] if args.decode else [])
         client = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, cwd=ROOT,
@@ -326,12 +333,11 @@ async def run_step(n: int, srv: dict[str, Any], agent: Any, speech_text: str, ar
         s0, c0, m0, w0 = proc_cpu(server_pid), proc_cpu(client.pid), machine_busy(), time.monotonic()
         d0 = time.process_time()
         profiler = None
-        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if args.profile == n and Path(spy).exists():
+        if args.profile == n and SPY is not None:
             profiler = await asyncio.create_subprocess_exec(
-                spy, "record", "--pid", str(server_pid), "--duration", str(int(args.seconds) - 1),
-                "--rate", "100", "--threads", "--idle", "--format", "raw", "--nonblocking",
-                "-o", str(Path(args.profile_out).resolve()),
+                SPY, "record", "--pid", str(server_pid), "--duration", str(int(args.seconds) - 1),
+                "--rate", "100", "--threads", "--format", "raw", "--nonblocking",
+                "-o", args.profile_out,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(args.seconds)
         wall = time.monotonic() - w0
@@ -360,7 +366,7 @@ async def run_step(n: int, srv: dict[str, Any], agent: Any, speech_text: str, ar
     per = [summarise_client(s) for s in result["sessions"]]
     iv = [x for p in per for x in p.get("frame_iv", [])]
     a_iv = [x for p in per for x in p.get("audio_iv", [])]
-    lag_lines = [json.loads(x) for x in (data_dir / "loop_lag.jsonl").read_text().splitlines()]
+    lag_lines = read_jsonl(data_dir / "loop_lag.jsonl")
     lags = [x for x in lag_lines if result["t0"] <= x["t"] <= result["t1"]]
     return {
         "n": n, "server_cpu": s_cpu, "client_cpu": c_cpu, "machine_cpu": busy,
@@ -390,9 +396,9 @@ async def drive(args: argparse.Namespace) -> None:
             "little while so that my mouth keeps moving.")
     with tempfile.TemporaryDirectory(prefix="facecast-capacity-") as d:
         data = Path(d) / "data"
-        data.mkdir()
+        os.mkdir(data)
         async with CartesiaStandIn(host="127.0.0.1", port=0, persona=None) as agent:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "_serve", "--port", str(args.port),
+            cmd = [sys.executable, SCRIPT, "_serve", "--port", str(args.port),
                    "--cartesia-url", agent.url, "--data-dir", str(data)]
             server = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, cwd=ROOT)
             try:
@@ -463,6 +469,7 @@ def main() -> None:
     ap.add_argument("--profile-out", default="capacity-profile.txt")
     ap.add_argument("--no-netns", action="store_true", help="plain loopback, no private namespace")
     args = ap.parse_args()
+    args.profile_out = os.path.abspath(args.profile_out)
     if args.cmd == "_serve":
         asyncio.run(serve(args))
     elif args.cmd == "_clients":
