@@ -395,6 +395,7 @@ async def drive(args: argparse.Namespace) -> None:
     text = ("Hello, I am the avatar. I can hear you clearly, and I will keep talking for a "
             "little while so that my mouth keeps moving.")
     with tempfile.TemporaryDirectory(prefix="facecast-capacity-") as d:
+        d = args.workdir or d
         data = Path(d) / "data"
         os.mkdir(data)
         async with CartesiaStandIn(host="127.0.0.1", port=0, persona=None) as agent:
@@ -467,6 +468,7 @@ def main() -> None:
     ap.add_argument("--decode", action="store_true", help="clients decode VP8 and Opus")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the server at this N")
     ap.add_argument("--profile-out", default="capacity-profile.txt")
+    ap.add_argument("--workdir", default=None, help="keep the server's data and loop-lag log here")
     ap.add_argument("--no-netns", action="store_true", help="plain loopback, no private namespace")
     args = ap.parse_args()
     args.profile_out = os.path.abspath(args.profile_out)

@@ -92,11 +92,28 @@ async def create(http: httpx.AsyncClient, srv) -> dict:
     return r.json()
 
 
-async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]]:
+# What docs/webrtc.md proposes for the Web SDK: on an interrupted `avatar_ended_speaking`, silence
+# the remote audio track at once (what the browser already buffered is dropped speech) and turn
+# it back on once that has played out. Injected with `--sdk-mute` to measure it.
+SDK_MUTE_JS = """(ms) => {
+  const a = window.facecastDemo.avatar;
+  a.on("avatar_ended_speaking", (p) => {
+    if (!p.interrupted) return;
+    const track = a._remote && a._remote.getAudioTracks()[0];
+    if (!track) return;
+    track.enabled = false;
+    clearTimeout(a.__unmute);
+    a.__unmute = setTimeout(() => { track.enabled = true; }, ms);
+  });
+}"""
+SDK_MUTE_MS = 150
+
+
+async def latency_run(srv, agent, browser, bursts: int, sdk_mute: bool = False) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"chunk_to_frame": [], "clear_to_silence": [], "av_offset": [],
                                    "create_to_frame": [], "audio_jb": [], "audio_jb_min": [],
                                    "video_jb": [], "video_jb_min": [], "video_decode": [], "audio_jb_target": [],
-                                   "audio_jitter": [],
+                                   "audio_jitter": [], "sync_ept": [],
                                    "playout": [], "clear_concealed": []}
     async with httpx.AsyncClient() as http:
         ctx = await browser.new_context()
@@ -109,6 +126,8 @@ async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]
         from browser import JOIN_JS
         res = await page.evaluate(JOIN_JS, [s["token"], "default"])
         assert res["ok"], res
+        if sdk_mute:
+            await page.evaluate(SDK_MUTE_JS, SDK_MUTE_MS)
         conn = await agent.next_connection(10)
         await conn.wait_started()
         await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")   # mic off: no VAD
@@ -133,6 +152,11 @@ async def latency_run(srv, agent, browser, bursts: int) -> dict[str, list[float]
             frames, audio = await probe(page)
             out["audio_jb"].append(stat_delta(st0, st1, "audio", "jitterBufferDelay", "jitterBufferEmittedCount"))
             out["audio_jb_min"].append(stat_delta(st0, st1, "audio", "jitterBufferMinimumDelay", "jitterBufferEmittedCount"))
+            for st in (st0, st1):
+                a_ept = st.get("audio", {}).get("estimatedPlayoutTimestamp")
+                v_ept = st.get("video", {}).get("estimatedPlayoutTimestamp")
+                if a_ept and v_ept:
+                    out["sync_ept"].append(v_ept - a_ept)
             out["audio_jb_target"].append(stat_delta(st0, st1, "audio", "jitterBufferTargetDelay", "jitterBufferEmittedCount"))
             out["audio_jitter"].append(1000.0 * st1.get("audio", {}).get("jitter", float("nan")))
             out["video_jb"].append(stat_delta(st0, st1, "video", "jitterBufferDelay", "jitterBufferEmittedCount"))
@@ -195,7 +219,10 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bursts", type=int, default=12)
     ap.add_argument("--sessions", default="1,4")
+    ap.add_argument("--sdk-mute", action="store_true",
+                    help="inject the proposed SDK change: mute buffered audio on barge-in")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     reason = browser_unavailable()
     if reason:
         sys.exit(f"cannot run: {reason}")
@@ -214,7 +241,7 @@ async def main() -> None:
                         executable_path=str(chromium_wrapper(ns, work)), headless=True,
                         args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}",
                               f"--unsafely-treat-insecure-origin-as-secure=http://{ns.inside}:8000"])
-                    lat = await latency_run(srv, agent, browser, args.bursts)
+                    lat = await latency_run(srv, agent, browser, args.bursts, args.sdk_mute)
                     loads = [await load_run(srv, agent, browser, int(n), srv.proc.pid)
                              for n in args.sessions.split(",")]
                     await browser.close()
@@ -222,11 +249,14 @@ async def main() -> None:
                 srv.proc.terminate()
                 srv.proc.wait(10)
 
-    print(f"\nfacecast e2e (Chromium, pattern renderer, {len(os.sched_getaffinity(0))} cores)\n")
+    print(f"\nfacecast e2e (Chromium, pattern renderer, {len(os.sched_getaffinity(0))} cores"
+          f"{', SDK mutes buffered audio on barge-in' if args.sdk_mute else ''}; "
+          f"1-min load average before the run {load_before:.2f})\n")
     print("| figure | p50 | p90 | n | target |\n|---|---|---|---|---|")
     rows = [("engine chunk in → first frame with it displayed (ms)", lat["chunk_to_frame"], "≤ 100 p50"),
             ("clear → browser audio silent (ms)", lat["clear_to_silence"], "≤ 60 p50"),
             ("A/V offset at the browser, audio − video (ms)", lat["av_offset"], "|x| ≤ 20"),
+            ("Chrome's own A/V estimate: video − audio estimatedPlayoutTimestamp (ms)", lat["sync_ept"], "|x| ≤ 20"),
             ("session create → first frame displayed (ms)", lat["create_to_frame"], "≤ 1000"),
             ("browser audio jitter buffer delay (ms, getStats)", lat["audio_jb"], "-"),
             ("browser audio jitter buffer target delay, incl. A/V sync (ms)", lat["audio_jb_target"], "-"),
@@ -243,7 +273,7 @@ async def main() -> None:
     print("|---|---|---|---|---|")
     for r in loads:
         print(f"| {r['n']} | {r['cpu']:.2f} | {r['cpu'] / r['n']:.3f} | {r['p99_interval']:.0f} | {r['rss_per']:.1f} |")
-    print("\nmic → media_input: not measured here (transport notes §1.6: 47 ms p50 with prefetch=1)")
+    print("\nmic → media_input: see bench/capacity.py (aiortc client beeps, stand-in agent receive times)")
 
 
 if __name__ == "__main__":
