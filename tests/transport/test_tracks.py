@@ -82,8 +82,9 @@ async def test_sender_reports_put_audio_and_video_of_one_frame_at_one_instant(se
         receivers = {r.track.kind: r for r in client.pc.getReceivers()}
         audio, video = receivers["audio"], receivers["video"]
         deadline = time.monotonic() + 8
-        while (len(srs.get(audio, [])) < 2 or len(srs.get(video, [])) < 2) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)  # noqa: ASYNC110 (aiortc offers no event for an SR)
+        while (len(srs.get(audio, [])) < 2  # noqa: ASYNC110 (aiortc offers no event for an SR)
+               or len(srs.get(video, [])) < 2) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         mark = time.monotonic()
         t = np.arange(24_000) / 24_000
         rt.speech.write_nowait((12_000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16))
