@@ -131,9 +131,13 @@ async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, m
     await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")
     clear = await conn.wait_for("clear", timeout=8)
     cleared_ms = epoch(clear.time)
-    ended = await wait_event(page, "avatar_ended_speaking", 3, since=started["t"])
-    assert ended["payload"]["interrupted"] is True
-    assert ended["payload"]["segment_id"] == started["payload"]["segment_id"]
+    # the segment playing at that moment ends interrupted (on a loaded machine the agent's
+    # stream may have stalled long enough earlier to close one segment and open the next)
+    ended = await wait_event(page, "avatar_ended_speaking", 3, since=started["t"],
+                             where=lambda p: p["interrupted"])
+    opened = [e["payload"]["segment_id"] for e in await events(page)
+              if e["type"] == "avatar_started_speaking" and e["t"] >= started["t"]]
+    assert ended["payload"]["segment_id"] == opened[-1], (ended, opened)
     await asyncio.sleep(0.5)
     _, audio = await probe(page)
     after = rms_after(audio, cleared_ms)

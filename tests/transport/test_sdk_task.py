@@ -78,6 +78,16 @@ async def wait_event(client: FacecastClient, match: Callable[[dict[str, Any]], b
         await asyncio.sleep(0.02)
 
 
+async def connect(client: FacecastClient) -> None:
+    """Connected, and the `events` channel open (connect() returns on ICE+DTLS; SCTP follows)."""
+    await client.connect()
+    deadline = time.monotonic() + 5
+    while client.channel.readyState != "open":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"events channel {client.channel.readyState}")
+        await asyncio.sleep(0.01)
+
+
 def task_states(client: FacecastClient, task_id: str) -> list[str]:
     return [e["state"] for _, e in client.events
             if e.get("type") == "task_state" and e.get("task_id") == task_id]
@@ -86,7 +96,7 @@ def task_states(client: FacecastClient, task_id: str) -> list[str]:
 async def test_page_task_is_spoken_on_text_echo(live) -> None:
     s = await live.create({"type": "text-echo", "tts": {"voice": "en-us"}})
     client = FacecastClient(live.base_url, s["token"])
-    await client.connect()
+    await connect(client)
     try:
         client.send({"type": "task", "text": "Hello from the page", "request_id": "r1"})
         created = await wait_event(client, lambda e: e.get("type") == "task_created")
@@ -117,7 +127,7 @@ async def test_page_task_is_spoken_on_text_echo(live) -> None:
 async def test_page_task_on_cartesia_is_recorded_not_spoken(live) -> None:
     s = await live.create({"type": "cartesia", "agent_id": "a", "access_token": "t"})
     client = FacecastClient(live.base_url, s["token"])
-    await client.connect()
+    await connect(client)
     try:
         await (await live.agent.next_connection(10)).wait_started()
         client.send({"type": "task", "text": "Tell them the news", "request_id": "c1"})
