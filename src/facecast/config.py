@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     ice_servers: str | None = Field(default=None, description="JSON list of RTCIceServer objects (STUN/TURN)")
     udp_ports: str | None = Field(default=None, description="UDP port range for WebRTC, e.g. 40000-40100")
     webrtc_loopback: bool = Field(default=False, description="dev: also offer a 127.0.0.1 ICE candidate")
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://",
+                                    description="POST session.started/session.ended events here")
+    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key for X-Facecast-Signature")
     log_level: str = "INFO"
 
 

@@ -27,6 +27,7 @@ from facecast.sessions.db import Database
 from facecast.sessions.manager import LiveSession, RuntimeFactory, SessionManager
 from facecast.sessions.runtime import SessionRuntime
 from facecast.sessions.tokens import TokenSigner, load_or_create_secret
+from facecast.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             db, signer, clock, runtime_factory=runtime_factory or media_runtime_factory(services),
             max_sessions=settings.max_sessions)
         await services.manager.recover()
+        webhooks = None
+        if settings.webhook_url:
+            webhooks = WebhookSender(settings.webhook_url, settings.webhook_secret)
+            webhooks.start()
+            services.manager.subscribe(webhooks.enqueue)
         app.state.services = services
         app.state.manager = services.manager
         try:
@@ -84,6 +90,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             webrtc = getattr(app.state, "webrtc", None)
             if webrtc is not None:
                 await webrtc.aclose()
+            if webhooks is not None:
+                await webhooks.aclose()  # delivers the server_shutdown ends, bounded
             executor.shutdown(wait=True, cancel_futures=True)
             await db.close()
 

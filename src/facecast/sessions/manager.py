@@ -81,6 +81,7 @@ class LiveSession:
 
 
 RuntimeFactory = Callable[[LiveSession, "SessionManager"], Runtime]
+EventListener = Callable[[dict[str, Any]], None]
 
 
 class SessionManager:
@@ -96,6 +97,18 @@ class SessionManager:
         self._closed = False
         self.created_total = 0
         self.ended_total: dict[str, int] = {}
+        self._listeners: list[EventListener] = []
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Lifecycle events (`session.started`, `session.ended`) as plain dicts, e.g. for webhooks."""
+        self._listeners.append(listener)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("lifecycle listener failed")
 
     # -- background work -------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -258,6 +271,8 @@ class SessionManager:
             async with live.db_lock, self.db.session() as s, s.begin():
                 await s.execute(update(SessionRow).where(SessionRow.id == session_id)
                                 .values(state=SessionState.ACTIVE.value, started_at=live.started_at))
+            self._publish({"type": "session.started", "session_id": session_id,
+                           "started_at": live.started_at.isoformat()})
             self.spawn(self._start_runtime(live, runtime), name=f"runtime-start-{session_id}")
         return runtime
 
@@ -326,6 +341,12 @@ class SessionManager:
                     .values(state=TaskState.CANCELLED.value, updated_at=now))
         finally:
             self.ended_total[reason.value] = self.ended_total.get(reason.value, 0) + 1
+            self._publish({
+                "type": "session.ended", "session_id": session_id, "end_reason": reason.value,
+                "end_message": message, "created_at": live.created_at.isoformat(),
+                "started_at": live.started_at.isoformat() if live.started_at else None,
+                "ended_at": now.isoformat(), "billed_seconds": billed,
+                "avatar_id": live.spec.avatar_id, "engine_type": live.spec.engine.type})
             log.info("session ended: %s%s", reason.value, f" ({message})" if message else "",
                      extra={"session_id": session_id})
             runtime = live.runtime
