@@ -35,6 +35,7 @@ from conftest import (  # noqa: E402
     start_server,
 )
 from facecast.testing.cartesia_agent import CartesiaStandIn  # noqa: E402
+from facecast.transport.tracks import AUDIO_SR_LEAD_S  # noqa: E402
 
 ENGINE = {"type": "cartesia", "agent_id": "bench", "access_token": "bench"}
 
@@ -155,8 +156,8 @@ async def latency_run(srv, agent, browser, bursts: int, sdk_mute: bool = False) 
             for st in (st0, st1):
                 a_ept = st.get("audio", {}).get("estimatedPlayoutTimestamp")
                 v_ept = st.get("video", {}).get("estimatedPlayoutTimestamp")
-                if a_ept and v_ept:
-                    out["sync_ept"].append(v_ept - a_ept)
+                if a_ept and v_ept:   # audio SRs lead by AUDIO_SR_LEAD_S: undo it
+                    out["sync_ept"].append(v_ept - a_ept - 1000 * AUDIO_SR_LEAD_S)
             out["audio_jb_target"].append(stat_delta(st0, st1, "audio", "jitterBufferTargetDelay", "jitterBufferEmittedCount"))
             out["audio_jitter"].append(1000.0 * st1.get("audio", {}).get("jitter", float("nan")))
             out["video_jb"].append(stat_delta(st0, st1, "video", "jitterBufferDelay", "jitterBufferEmittedCount"))

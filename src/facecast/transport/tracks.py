@@ -56,6 +56,12 @@ VIDEO_MAX_FRAMES = 2
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE   # 0.04
 MAX_AV_HOLD_S = 0.08
 HOLD_EWMA = 0.1
+# Chrome's lip-sync (libwebrtc StreamSynchronization) ignores differences under 30 ms and
+# corrects larger ones by half-steps. Its audio path (NetEq + output, 50-90 ms here) is slower
+# than its video path (~25 ms), so it always approaches from "audio late" and stops 15-30 ms
+# short. Audio sender reports claim each sample 20 ms earlier than the media clock, so that
+# correction ends near zero; without it audio plays ~25 ms late (bench/e2e.py).
+AUDIO_SR_LEAD_S = 0.020
 ANCHOR_FRAMES = 50                           # media-clock anchor: min over the last 2 s of ticks
 _SILENCE = np.zeros(AUDIO_CHUNK, np.int16)
 
@@ -190,8 +196,9 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._sink = sink
 
     def media_clock(self, now: float) -> float | None:
-        """For the RTCP sender-report patch (`patches.py`)."""
-        return self._sink.media_clock(now)
+        """For the RTCP sender-report patch (`patches.py`); leads by `AUDIO_SR_LEAD_S`."""
+        media = self._sink.media_clock(now)
+        return None if media is None else media + AUDIO_SR_LEAD_S
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
