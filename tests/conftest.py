@@ -106,9 +106,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 async def ctx(tmp_path: Path) -> AsyncIterator[AppCtx]:
-    RecordingRuntime.instances.clear()
-    RecordingRuntime.start_gate = None
-    RecordingRuntime.start_error = None
     settings = make_settings(tmp_path)
     clock = VirtualClock()
     app = create_app(settings, clock=clock, runtime_factory=RecordingRuntime)
@@ -117,6 +114,13 @@ async def ctx(tmp_path: Path) -> AsyncIterator[AppCtx]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://facecast.test") as client:
             yield AppCtx(app, client, clock, key, settings)
+
+
+@pytest.fixture(autouse=True)
+def fresh_recording_runtime() -> None:
+    RecordingRuntime.instances.clear()
+    RecordingRuntime.start_gate = None
+    RecordingRuntime.start_error = None
 
 
 @pytest.fixture(autouse=True)
