@@ -79,9 +79,9 @@ async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, m
     conn = await agent.next_connection(10)
     await conn.wait_started()
 
-    # video: >= 24 fps decoded at the browser, 512×512
+    # video: 512×512 at about the frame rate (25 fps; a generous guard, bench/e2e.py measures)
     frames = await frames_until(page, lambda fs: fs[-1]["t"] - fs[0]["t"] > 2500)
-    assert fps(frames, frames[-1]["t"] - 2000) >= 24.0
+    assert fps(frames, frames[-1]["t"] - 2000) >= 20.0
     assert (frames[-1]["w"], frames[-1]["h"]) == (512, 512)
     # the silent avatar's picture, to measure the mouth against
     await page.evaluate("window.__probe.takeReference()")
@@ -207,8 +207,9 @@ async def test_two_sessions_stay_independent(e2e_server, agent, new_page) -> Non
     _, audio_b = await probe(pb)
     assert all(r < 0.01 for _, r in rms_after(audio_b, mark))
     assert not [e for e in await events(pb) if e["type"] == "avatar_started_speaking"]
+    # B's video keeps playing (a liveness guard; frame-rate figures are bench/e2e.py's job)
     frames_b, _ = await probe(pb)
-    assert fps(frames_b, frames_b[-1]["t"] - 1000) >= 20
+    assert fps(frames_b, frames_b[-1]["t"] - 2000) >= 10
     for s in (a, b):
         async with httpx.AsyncClient() as http:
             await http.delete(f"{e2e_server.base_url}/api/v1/sessions/{s['session_id']}",
