@@ -73,6 +73,30 @@ def proc_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def thread_cpu_by_name() -> dict[str, float]:
+    """(In the server) CPU seconds per Python thread group (thread name without its number)."""
+    import threading
+
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for th in threading.enumerate():
+        name = th.name.split(" (")[0].rstrip("0123456789").rstrip("_-")
+        try:
+            fields = Path(f"/proc/self/task/{th.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+THREAD_GROUPS = {   # thread name → what runs there
+    "MainThread": "event loop (RTP/SRTP/DTLS/SCTP, asyncio, engine, media clock)",
+    "asyncio": "aiortc encoders (VP8, Opus) in the default executor",
+    "facecast-work": "renderer (lip-sync + warp) in the app executor",
+    "audio-decoder": "mic Opus decode (one thread per peer)",
+}
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine, to see what else was running."""
     parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -123,7 +147,8 @@ async def loop_lag_reporter(path: Path) -> None:
                 t = time.monotonic()
                 await asyncio.sleep(0.01)
                 lags.append(time.monotonic() - t - 0.01)
-            out.write(json.dumps({"t": time.monotonic(), "p50": pct(lags, 50), "max": max(lags)}) + "\n")
+            out.write(json.dumps({"t": time.monotonic(), "p50": pct(lags, 50), "max": max(lags),
+                                  "threads": thread_cpu_by_name()}) + "\n")
             out.flush()
 
 
@@ -226,6 +251,15 @@ async def run_clients(args: argparse.Namespace) -> None:
         result["sessions"].append(logs)
     print(json.dumps(result), flush=True)
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def thread_share(lines: list[dict[str, Any]]) -> dict[str, float]:
+    """Cores per thread group between the first and last loop-lag line of the window."""
+    if len(lines) < 2:
+        return {}
+    a, b = lines[0], lines[-1]
+    dt = b["t"] - a["t"]
+    return {k: (v - a["threads"].get(k, 0.0)) / dt for k, v in b["threads"].items()}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -336,7 +370,7 @@ async def run_step(n: int, srv: dict[str, Any], agent: Any, speech_text: str, ar
         if args.profile == n and SPY is not None:
             profiler = await asyncio.create_subprocess_exec(
                 SPY, "record", "--pid", str(server_pid), "--duration", str(int(args.seconds) - 1),
-                "--rate", "100", "--threads", "--format", "raw", "--nonblocking",
+                "--rate", "200", "--threads", "--gil", "--format", "raw", "--nonblocking",
                 "-o", args.profile_out,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(args.seconds)
@@ -370,7 +404,7 @@ async def run_step(n: int, srv: dict[str, Any], agent: Any, speech_text: str, ar
     lags = [x for x in lag_lines if result["t0"] <= x["t"] <= result["t1"]]
     return {
         "n": n, "server_cpu": s_cpu, "client_cpu": c_cpu, "machine_cpu": busy,
-        "driver_cpu": d_cpu, "other_cpu": busy - s_cpu - c_cpu - d_cpu,
+        "driver_cpu": d_cpu, "threads": thread_share(lags), "other_cpu": busy - s_cpu - c_cpu - d_cpu,
         "rss": rss, "rss_delta": rss - rss0,
         "fps": float(np.mean([p.get("frames", 0) / args.seconds for p in per])),
         "iv_p50": pct(iv, 50), "iv_p99": pct(iv, 99), "iv_max": max(iv) if iv else float("nan"),
@@ -416,6 +450,16 @@ async def drive(args: argparse.Namespace) -> None:
                 server.terminate()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(server.wait(), 15)
+    print("\nserver CPU by thread (cores):")
+    names = sorted({k for r in rows for k in r["threads"]},
+                   key=lambda k: -max(r["threads"].get(k, 0) for r in rows))
+    print("| thread | " + " | ".join(f"N={r['n']}" for r in rows) + " | what |")
+    print("|---|" + "---|" * len(rows) + "---|")
+    for k in names:
+        if max(r["threads"].get(k, 0) for r in rows) < 0.005:
+            continue
+        print(f"| {k} | " + " | ".join(f"{r['threads'].get(k, 0):.3f}" for r in rows)
+              + f" | {THREAD_GROUPS.get(k, '')} |")
     ok = [r["n"] for r in rows if r["iv_p99"] <= P99_TARGET_MS]
     print(f"\nlargest N with p99 frame interval ≤ {P99_TARGET_MS:.0f} ms: {max(ok) if ok else 0}")
     mic = [x for r in rows for x in r["mic"]]

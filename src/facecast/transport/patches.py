@@ -12,6 +12,8 @@ Measured in `shared/design/transport-notes.md`:
 - RTCP sender reports stamped from the track's media clock (`track.media_clock(now)`, where a
   track offers one) instead of the send time of the last packet, so the browser's lip-sync maps
   audio and video frame n to the same instant however long rendering and encoding took;
+- received audio decoded on the loop, not in aiortc's per-receiver thread (two thread hand-offs
+  per 20 ms mic packet cost more than the Opus decode);
 - ICE host candidates follow a per-peer `IcePolicy` carried in a `ContextVar`: an extra
   127.0.0.1 candidate (aioice drops loopback; needed for a browser on the same machine) and a
   UDP port range for host sockets (aioice binds ephemeral ports).
@@ -30,6 +32,7 @@ import logging
 import multiprocessing
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -171,8 +174,11 @@ def to_i420(frame: av.VideoFrame) -> av.VideoFrame:
         return frame
     if frame.format.name != "rgb24" or frame.width % 2 or frame.height % 2:
         return frame.reformat(format="yuv420p")
-    i420 = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_RGB2YUV_I420)
-    out = av.VideoFrame.from_ndarray(i420.astype(np.uint8, copy=False), format="yuv420p")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
+    rgb = rows[:, :frame.width * 3].reshape(frame.height, frame.width, 3)   # a view, no copy
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    out = av.VideoFrame.from_numpy_buffer(i420.astype(np.uint8, copy=False), format="yuv420p")
     out.pts = frame.pts
     if frame.time_base is not None:
         out.time_base = frame.time_base
@@ -356,6 +362,52 @@ async def _send_rtcp(self: rtcrtpsender.RTCRtpSender, packets: list[Any]) -> Non
     await _orig_send_rtcp(self, packets)
 
 
+# -- inline audio decoding -----------------------------------------------------------------------
+# aiortc decodes every received frame in a per-receiver thread: the loop puts each 20 ms mic packet
+# on a `queue.Queue` (a thread wake-up), the thread decodes it (~0.05 ms of Opus) and hands the
+# frame back with `run_coroutine_threadsafe` (a second wake-up, through the loop's self-pipe).
+# Under load those hand-offs cost more GIL time than the decode (py-spy: ~12 % of the server's
+# GIL samples at 4 sessions). Audio receivers decode on the loop instead; video keeps the thread.
+class _InlineAudioDecoding:
+    """Stands in for an audio receiver's decoder queue: `put` decodes at once, on the loop."""
+
+    def __init__(self, receiver: rtcrtpreceiver.RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._decoder: Any = None
+        self._codec_name: str | None = None
+        self._stopped = threading.Event()
+
+    def put(self, task: Any) -> None:
+        if task is None:             # receiver stop: the idle worker thread ends the track
+            self._stopped.set()
+            return
+        codec, encoded_frame = task
+        if codec.name != self._codec_name:
+            self._decoder, self._codec_name = rtcrtpreceiver.get_decoder(codec), codec.name
+        try:
+            frames = self._decoder.decode(encoded_frame)
+        except av.FFmpegError as exc:
+            log.debug("audio frame failed to decode: %s", exc)
+            return
+        track_queue = self._receiver._track._queue  # type: ignore[union-attr]
+        for frame in frames:
+            track_queue.put_nowait(frame)
+
+    def get(self) -> None:
+        """aiortc's worker thread waits here, idle, until the receiver stops."""
+        self._stopped.wait()
+        return None
+
+
+_orig_receiver_init = rtcrtpreceiver.RTCRtpReceiver.__init__
+
+
+def _receiver_init(self: rtcrtpreceiver.RTCRtpReceiver, kind: str, transport: Any) -> None:
+    _orig_receiver_init(self, kind, transport)
+    if kind == "audio":
+        self._RTCRtpReceiver__decoder_queue = _InlineAudioDecoding(self)  # type: ignore[attr-defined]
+
+
 # -- jitter buffer -------------------------------------------------------------------------------
 class _LowLatencyJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
@@ -378,6 +430,7 @@ def install() -> None:
     rtcrtpsender.get_encoder = _get_encoder  # type: ignore[assignment]
     rtcrtpsender.RTCRtpSender._next_encoded_frame = _next_encoded_frame  # type: ignore[method-assign]
     rtcrtpsender.RTCRtpSender._send_rtcp = _send_rtcp  # type: ignore[method-assign]
+    rtcrtpreceiver.RTCRtpReceiver.__init__ = _receiver_init  # type: ignore[method-assign]
     aioice.ice.get_host_addresses = _get_host_addresses
     aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
     log.debug("aiortc patches installed")

@@ -236,7 +236,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         index, image = await self._sink.next_video()
         if image.ndim == 3 and image.shape[2] == 4:
             image = stack_alpha(image)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        # zero-copy: pictures are never written after the renderer returns them (the media clock
+        # shares one array between every peer); the VP8 path converts to I420 in its thread
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format="rgb24")
         frame.pts = index * VIDEO_TICKS_PER_FRAME
         frame.time_base = VIDEO_TIME_BASE
         self._last = index
