@@ -58,8 +58,9 @@ class MediaPeer:
 
 
 @pytest.fixture
-async def live_app(tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Any]]:
-    app = create_app(make_settings(tmp_path), clock=SystemClock())
+async def live_app(tmp_path, request) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Any]]:
+    overrides = getattr(request, "param", {})
+    app = create_app(make_settings(tmp_path, **overrides), clock=SystemClock())
     async with app.router.lifespan_context(app):
         key, _ = await create_api_key(app.state.services.db, "t", SystemClock().now())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -123,3 +124,36 @@ async def test_engine_connect_failure_ends_with_engine_error(live_app) -> None:
     info = (await client.get(f"/api/v1/sessions/{sid}", headers=auth)).json()
     assert info["state"] == "ended" and info["end_reason"] == "engine_error"
     assert info["end_message"]
+
+
+@pytest.mark.parametrize("live_app", [{"engine_connect_timeout": 120.0}], indirect=True)
+async def test_ending_while_the_engine_connects_closes_the_half_open_socket(live_app) -> None:
+    """DELETE during the engine's WebSocket upgrade must not leave an agent call behind
+    (nor wait for the connect timeout, two minutes here)."""
+    client, auth, manager = live_app
+    accepted = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def silent_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()          # never answers the upgrade; returns at EOF
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        r = await client.post("/api/v1/sessions", headers=auth, json={
+            "conversation_engine": {"type": "external", "url": f"ws://127.0.0.1:{port}/agent"}})
+        sid = r.json()["session_id"]
+        peer = MediaPeer("p1")
+        await manager.join(sid, peer)
+        await asyncio.wait_for(accepted.wait(), 5)
+        r = await asyncio.wait_for(client.delete(f"/api/v1/sessions/{sid}", headers=auth), 30)
+        assert r.json()["end_reason"] == "termination_command_received"
+        await asyncio.wait_for(closed.wait(), 30)   # the engine dropped its connection attempt
+        await manager.settle()
+        assert (await peer.wait_for("session_ended"))["reason"] == "termination_command_received"
+    finally:
+        server.close()
+        await server.wait_closed()

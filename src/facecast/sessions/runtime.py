@@ -72,6 +72,7 @@ class SessionRuntime:
         self._peers: dict[str, Peer] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._engine_ready = False
+        self._engine_starting: asyncio.Task[None] | None = None
         self._stopped = False
         self._log = logging.LoggerAdapter(log, {"session_id": self.session_id})
 
@@ -97,8 +98,15 @@ class SessionRuntime:
         for peer in self._peers.values():
             self.stream.add_sink(peer.sink)
         self._spawn(self.stream.run(), "media-clock")
+        # an owned task, so that a session ending mid-handshake cancels the connect (see stop())
+        self._engine_starting = asyncio.get_running_loop().create_task(
+            self.engine.start(), name=f"engine-start-{self.session_id}")
         try:
-            await self.engine.start()
+            await self._engine_starting
+        except asyncio.CancelledError:
+            if self._stopped and self._engine_starting.cancelled():
+                return  # the session ended while connecting: stop() has cleaned up
+            raise
         except EngineConnectionError as exc:
             self._log.warning("engine connection failed: %s", exc.message)
             self.end_session(EndReason.ENGINE_ERROR, error_code="engine_error", message=exc.message)
@@ -126,6 +134,10 @@ class SessionRuntime:
             for fut in done[0]:
                 if not fut.cancelled() and fut.exception() is not None:
                     self._log.warning("peer close failed: %r", fut.exception())
+        starting = self._engine_starting
+        if starting is not None and not starting.done():
+            starting.cancel()  # ended mid-handshake: the engine aborts its half-open socket
+            await asyncio.wait({starting})
         try:
             await self.engine.close()
         except Exception:
