@@ -203,3 +203,17 @@ async def test_external_header_values_validated_without_echo(ctx: AppCtx) -> Non
     r = await ctx.client.post("/api/v1/sessions", json={"conversation_engine": ext}, headers=ctx.auth)
     assert r.status_code == 422 and "headers" in str(r.json()["detail"][0]["loc"])
     assert "secret" not in r.text
+
+
+async def test_oversized_chunked_body_is_413(ctx: AppCtx) -> None:
+    """No Content-Length (chunked upload): still refused as too large, not as a parse error."""
+    async def chunks():
+        yield b'{"conversation_engine": {"type": "cartesia", "agent_id": "a", "access_token": "'
+        for _ in range(40):
+            yield b"x" * 50_000
+        yield b'"}}'
+
+    r = await ctx.client.post("/api/v1/sessions", content=chunks(),
+                              headers={**ctx.auth, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    assert ctx.manager.live_count == 0
