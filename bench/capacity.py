@@ -115,6 +115,8 @@ async def serve(args: argparse.Namespace) -> None:
     from facecast.demo_runner import _dev_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval / 1000)
     data = Path(args.data_dir)
     settings = Settings(database_url=f"sqlite:///{data}/facecast.db", data_dir=data,
                         cartesia_url=args.cartesia_url, host="127.0.0.1", port=args.port,
@@ -434,7 +436,8 @@ async def drive(args: argparse.Namespace) -> None:
         os.mkdir(data)
         async with CartesiaStandIn(host="127.0.0.1", port=0, persona=None) as agent:
             cmd = [sys.executable, SCRIPT, "_serve", "--port", str(args.port),
-                   "--cartesia-url", agent.url, "--data-dir", str(data)]
+                   "--cartesia-url", agent.url, "--data-dir", str(data),
+                   "--switch-interval", str(args.switch_interval)]
             server = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, cwd=ROOT)
             try:
                 assert server.stdout is not None
@@ -499,6 +502,7 @@ def main() -> None:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--cartesia-url", required=True)
     s.add_argument("--data-dir", required=True)
+    s.add_argument("--switch-interval", type=float, default=0.0)
     c = sub.add_parser("_clients")
     c.add_argument("--base", required=True)
     c.add_argument("--tokens", required=True)
@@ -512,6 +516,8 @@ def main() -> None:
     ap.add_argument("--decode", action="store_true", help="clients decode VP8 and Opus")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the server at this N")
     ap.add_argument("--profile-out", default="capacity-profile.txt")
+    ap.add_argument("--switch-interval", type=float, default=0.0,
+                    help="server's sys.setswitchinterval in ms (Python's default is 5)")
     ap.add_argument("--workdir", default=None, help="keep the server's data and loop-lag log here")
     ap.add_argument("--no-netns", action="store_true", help="plain loopback, no private namespace")
     args = ap.parse_args()
