@@ -217,3 +217,15 @@ async def test_oversized_chunked_body_is_413(ctx: AppCtx) -> None:
                               headers={**ctx.auth, "Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
     assert ctx.manager.live_count == 0
+
+
+async def test_external_url_credentials_are_not_stored_or_returned(ctx: AppCtx, tmp_path) -> None:
+    ext = {"type": "external", "url": "wss://user:pw-secret@engine.example:8443/ws?token=QUERY-SECRET"}
+    sid = (await ctx.create_session(conversation_engine=ext))["session_id"]
+    info = (await ctx.client.get(f"/api/v1/sessions/{sid}", headers=ctx.auth)).json()
+    assert info["conversation_engine"]["url"] == "wss://engine.example:8443/ws"
+    listing = (await ctx.client.get("/api/v1/sessions", headers=ctx.auth)).text
+    db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("facecast.db*"))
+    for secret in ("pw-secret", "QUERY-SECRET"):
+        assert secret not in str(info) and secret not in listing
+        assert secret.encode() not in db_bytes

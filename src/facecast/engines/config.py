@@ -8,8 +8,19 @@ shown in responses and stored.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/path: no credentials, no query string (it may carry a token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class _EngineBase(BaseModel):
@@ -65,7 +76,7 @@ class ExternalEngineConfig(_EngineBase):
         return v
 
     def public(self) -> dict[str, Any]:
-        return {"type": self.type, "url": str(self.url),
+        return {"type": self.type, "url": redact_url(str(self.url)),
                 "audio": {"user": {"sample_rate": self.audio.user.sample_rate}}}
 
 

@@ -21,7 +21,6 @@ import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,7 +31,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from facecast.engines.config import ExternalEngineConfig
+from facecast.engines.config import ExternalEngineConfig, redact_url
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import SAMPLE_RATE, Chunker, Resampler
 from facecast.media.playout import NoOpenSegment, PlaybackEvent, Segment
@@ -77,14 +76,6 @@ class _WireLog(_SessionLog):
 
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-def redact_url(url: str) -> str:
-    """scheme://host[:port]/path: no credentials, no query string (it may carry a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class ExternalEngine:
