@@ -16,6 +16,7 @@ import numpy as np
 
 from facecast.render.avatar import Avatar, AvatarError, PreparedAvatar
 from facecast.render.geometry import FaceGeometry
+from facecast.render.imagesize import UnknownImageFormat, image_size
 from facecast.render.landmarks import ModelsUnavailable, face_mesher
 from facecast.render.matte import compute_matte
 
@@ -39,6 +40,14 @@ def _decode(image_bytes: bytes, max_bytes: int) -> np.ndarray:
                           f"the image is {len(image_bytes)} bytes; the limit is {max_bytes} bytes")
     if len(image_bytes) == 0:
         raise AvatarError("not_an_image", "the file is empty")
+    try:
+        w, h = image_size(bytes(image_bytes))
+    except UnknownImageFormat as exc:
+        raise AvatarError("not_an_image", f"{exc}") from None
+    except ValueError as exc:
+        raise AvatarError("not_an_image", f"the image header is unreadable: {exc}") from None
+    if w * h > MAX_PIXELS:  # before decoding: a small file may declare a huge image
+        raise AvatarError("file_too_large", f"the image is {w}x{h}; at most {MAX_PIXELS} pixels")
     buf = np.frombuffer(bytes(image_bytes), np.uint8)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies the EXIF orientation
