@@ -88,6 +88,9 @@ def test_cartesia_token_posts_the_documented_request(tmp_path: Path) -> None:
         assert headers["Cartesia-Version"]
         assert body == {"grants": {"agent": True}, "expires_in": 120}
         r = run_cli("cartesia", "token", "--expires-in", "99999", cwd=tmp_path, env=env)
-        assert r.returncode != 0 and "sk_car_test_key" not in r.stderr + r.stdout
+        assert r.returncode == 2 and "expires_in" in r.stderr and "Traceback" not in r.stderr
+        assert "sk_car_test_key" not in r.stderr + r.stdout
+        r = run_cli("cartesia", "token", cwd=tmp_path, env={**env, "CARTESIA_API_KEY": ""})
+        assert r.returncode == 2 and "CARTESIA_API_KEY" in r.stderr
     finally:
         server.shutdown()

@@ -106,14 +106,13 @@ def cmd_standin(args: argparse.Namespace) -> None:
     run_standin(host=args.host, port=args.port, token=args.token, idle_timeout=args.idle_timeout)
 
 
-def cmd_cartesia_token(args: argparse.Namespace) -> None:
-    from facecast.cartesia import mint_access_token
+def cartesia_token(argv: list[str]) -> int:
+    """`facecast cartesia token ...`: its own options, parsed by `facecast.cartesia.token_cli`."""
+    from facecast.cartesia import token_cli
 
-    api_key = args.api_key or os.environ.get("CARTESIA_API_KEY")
-    if not api_key:
-        sys.exit("facecast cartesia token: pass --api-key or set CARTESIA_API_KEY")
     settings = _settings()
-    print(mint_access_token(api_key, args.expires_in, base_url=settings.cartesia_api_url))
+    return token_cli(argv, env_api_key=os.environ.get("CARTESIA_API_KEY"),
+                     base_url=settings.cartesia_api_url)
 
 
 def _key_name(value: str) -> str:
@@ -158,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     cartesia = sub.add_parser("cartesia", help="Cartesia helpers").add_subparsers(
         dest="cartesia_command", required=True)
-    p = cartesia.add_parser("token", help="mint a short-lived Cartesia agent access token")
-    p.add_argument("--api-key", help="Cartesia API key (default: $CARTESIA_API_KEY)")
-    p.add_argument("--expires-in", type=int, default=300)
-    p.set_defaults(func=cmd_cartesia_token)
+    # listed for --help; main() hands its arguments to facecast.cartesia.token_cli
+    cartesia.add_parser("token", help="mint a short-lived Cartesia agent access token "
+                                      "(--api-key or $CARTESIA_API_KEY, --expires-in N)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["cartesia", "token"]:
+        sys.exit(cartesia_token(argv[2:]))
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

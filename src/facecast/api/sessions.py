@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -63,7 +64,7 @@ async def create_session(body: CreateSessionRequest, services: ServicesDep,
     if isinstance(engine, TextEchoEngineConfig):
         from facecast.media.tts import validate_voice
 
-        if not validate_voice(engine.tts.voice):
+        if not await asyncio.to_thread(validate_voice, engine.tts.voice):  # runs espeak-ng
             raise InvalidRequest(f"unknown TTS voice {engine.tts.voice!r}", code="unknown_voice",
                                  field="conversation_engine.tts.voice")
     spec = SessionSpec(avatar_id=body.avatar_id, render_model=render_model,

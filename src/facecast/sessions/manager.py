@@ -221,6 +221,8 @@ class SessionManager:
         state = TaskState.QUEUED if speaks else TaskState.RECORDED
         now = self.clock.now()
         async with live.db_lock, self.db.session() as s, s.begin():
+            if live.ending:  # end() ran while we waited for the lock
+                raise InvalidSessionState("the session has ended", code="session_ended")
             s.add(TaskRow(id=task_id, session_id=session_id, seq=live.task_count, text=text,
                           state=state.value, created_at=now, updated_at=now))
         if live.runtime is not None and live.tasks_flushed:
@@ -268,6 +270,7 @@ class SessionManager:
         log.info("user joined (peer=%s, %d connected)", peer.peer_id, len(live.peers),
                  extra={"session_id": session_id})
         if first:
+            assert live.started_at is not None
             async with live.db_lock, self.db.session() as s, s.begin():
                 await s.execute(update(SessionRow).where(SessionRow.id == session_id)
                                 .values(state=SessionState.ACTIVE.value, started_at=live.started_at))
