@@ -13,7 +13,9 @@ import asyncio
 import logging
 import secrets
 import shutil
-from concurrent.futures import Executor
+import threading
+from collections import OrderedDict
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from facecast.sessions.db import AvatarRow, Database
 log = logging.getLogger(__name__)
 
 BUILTIN_ID = "default"
+CACHE_SIZE = 32   # loaded avatar assets kept in memory (a few MB each)
 BUILTIN_NAME = "Juniper (built-in illustrated character)"
 
 
@@ -36,7 +39,14 @@ class AvatarLibrary:
         self.root = root
         self.clock = clock
         self.executor = executor
-        self._cache: dict[str, Any] = {}
+        # portrait preparation (landmarks, matte: up to seconds) gets its own single worker, so
+        # uploads queue behind each other instead of taking threads from live-session rendering
+        self._prepare = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-avatar")
+        self._cache: OrderedDict[str, Any] = OrderedDict()   # LRU of loaded assets
+        self._cache_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._prepare.shutdown(wait=True, cancel_futures=True)
 
     async def init(self) -> None:
         """Make sure the built-in avatar has its row."""
@@ -80,7 +90,7 @@ class AvatarLibrary:
             return _size_of(prepared)
 
         try:
-            width, height = await loop.run_in_executor(self.executor, work)
+            width, height = await loop.run_in_executor(self._prepare, work)
         except AvatarError as exc:
             raise InvalidRequest(exc.message, code=exc.code, field="file") from None
         row = AvatarRow(id=avatar_id, name=name, builtin=False, width=width, height=height,
@@ -103,8 +113,10 @@ class AvatarLibrary:
             db_row = await s.get(AvatarRow, avatar_id)
             assert db_row is not None
             db_row.deleted_at = self.clock.now()
-        self._cache.pop(avatar_id, None)
-        shutil.rmtree(self.root / avatar_id, ignore_errors=True)
+        with self._cache_lock:
+            self._cache.pop(avatar_id, None)
+        await asyncio.get_running_loop().run_in_executor(
+            self._prepare, lambda: shutil.rmtree(self.root / avatar_id, ignore_errors=True))
         return row
 
     def load(self, avatar_id: str) -> Any:
@@ -113,12 +125,18 @@ class AvatarLibrary:
             from facecast.render import builtin_avatar
 
             return builtin_avatar()
-        asset = self._cache.get(avatar_id)
+        with self._cache_lock:
+            asset = self._cache.get(avatar_id)
+            if asset is not None:
+                self._cache.move_to_end(avatar_id)
         if asset is None:
             from facecast.render import load_avatar
 
             asset = load_avatar(self.root / avatar_id)
-            self._cache[avatar_id] = asset
+            with self._cache_lock:
+                self._cache[avatar_id] = asset
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
         return asset
 
     async def presets_for(self, avatar_id: str) -> list[str]:

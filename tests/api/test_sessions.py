@@ -99,7 +99,8 @@ async def test_bad_create_requests_name_the_field(ctx: AppCtx, body, status, fie
 async def test_malformed_json_and_oversized_bodies(ctx: AppCtx) -> None:
     r = await ctx.client.post("/api/v1/sessions", content=b"{not json",
                               headers={**ctx.auth, "Content-Type": "application/json"})
-    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+    assert r.status_code == 400 and r.json()["code"] == "invalid_payload"
+    assert r.json()["detail"][0]["loc"][0] == "body"
     huge = b'{"conversation_engine": {"type": "cartesia", "agent_id": "a", "access_token": "' \
         + b"x" * 2_000_000 + b'"}}'
     r = await ctx.client.post("/api/v1/sessions", content=huge,

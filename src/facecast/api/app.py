@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                 await webrtc.aclose()
             if webhooks is not None:
                 await webhooks.aclose()  # delivers the server_shutdown ends, bounded
+            avatars.close()
             executor.shutdown(wait=True, cancel_futures=True)
             await db.close()
 

@@ -67,6 +67,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _clean_validation_errors(list(exc.errors()))
+        if any(item["type"] == "json_invalid" for item in detail):
+            # not JSON at all: the platform's "400 invalid payload" (schema errors stay 422)
+            return error_response(400, "invalid_payload", "the request body is not valid JSON",
+                                  detail=detail)
         first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"][1:]) or "request"
         return error_response(422, "validation_error", f"{where}: {first['msg']}", detail=detail)

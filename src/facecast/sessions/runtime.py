@@ -129,9 +129,13 @@ class SessionRuntime:
         peers = list(self._peers.values())
         self._peers.clear()
         if peers:
-            done = await asyncio.wait(
-                [asyncio.ensure_future(p.close()) for p in peers], timeout=PEER_CLOSE_TIMEOUT)
-            for fut in done[0]:
+            closing = [asyncio.ensure_future(p.close()) for p in peers]
+            done, late = await asyncio.wait(closing, timeout=PEER_CLOSE_TIMEOUT)
+            for fut in late:  # a peer that hangs in close() is abandoned, not leaked
+                fut.cancel()
+            if late:
+                await asyncio.wait(late)
+            for fut in done:
                 if not fut.cancelled() and fut.exception() is not None:
                     self._log.warning("peer close failed: %r", fut.exception())
         starting = self._engine_starting
