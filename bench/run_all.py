@@ -2,7 +2,8 @@
 
 Each figure also has its own command (`python bench/<name>.py --help`); this is the one-command
 way to see them all. The real-browser figures (`bench/e2e.py`) need root for a private network
-namespace and Debian's chromium.
+namespace and Debian's chromium; `bench/capacity.py` uses a private network namespace
+when run as root (plain loopback otherwise).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["render.py", "engine.py", "external.py", "e2e.py"]
+BENCHES = ["render.py", "engine.py", "external.py", "e2e.py", "capacity.py"]
 
 
 def main() -> int:
