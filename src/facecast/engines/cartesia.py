@@ -55,7 +55,7 @@ from facecast.engines.cartesia_wire import (
     tool_refusal_frame,
 )
 from facecast.errors import EngineConnectionError
-from facecast.media.audio import SAMPLE_RATE, Chunker, Resampler
+from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
 from facecast.sessions.state import EndReason, TaskState
 
 if TYPE_CHECKING:
@@ -436,7 +436,7 @@ class CartesiaEngine:
         if self._resampler is None or self._resampler.in_rate != rate:
             if self._resampler is not None:
                 self._log.info("mic sample rate changed %d → %d Hz", self._resampler.in_rate, rate)
-            self._resampler = Resampler(rate, SAMPLE_RATE)
+            self._resampler = Resampler(rate, SAMPLE_RATE, quality=MIC_RESAMPLE_QUALITY)
         return self._resampler.process(pcm)
 
     # -- the rest of the Engine protocol -----------------------------------------------------

@@ -33,7 +33,7 @@ from websockets.exceptions import (
 
 from facecast.engines.config import ExternalEngineConfig, redact_url
 from facecast.errors import EngineConnectionError
-from facecast.media.audio import SAMPLE_RATE, Chunker, Resampler
+from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
 from facecast.media.playout import NoOpenSegment, PlaybackEvent, Segment
 from facecast.sessions.state import EndReason, TaskState
 
@@ -185,7 +185,7 @@ class ExternalEngine:
             return
         if sample_rate != self._mic_rate:
             self._mic_rate = sample_rate
-            self._resampler = Resampler(sample_rate, self._user_rate)
+            self._resampler = Resampler(sample_rate, self._user_rate, quality=MIC_RESAMPLE_QUALITY)
             self._chunker.reset()
         assert self._resampler is not None
         for frame in self._chunker.push(self._resampler.process(pcm)):

@@ -13,6 +13,10 @@ SAMPLE_RATE = 24_000
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 960
 
+# libsoxr's "LQ" filter for the microphone path: still a proper band-limited resampler, but its
+# short filter releases output within 2.5-17 ms where "HQ" holds 0-38 ms back (bench/e2e.py).
+MIC_RESAMPLE_QUALITY = "LQ"
+
 
 def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     """View raw s16le bytes (or an array) as a 1-D int16 array without copying when possible."""

@@ -50,6 +50,7 @@ const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const DISCONNECT_GRACE_MS = 2500;
 const GATHER_TIMEOUT_MS = 3000;
 const INIT_TIMEOUT_MS = 20000;
+const BARGE_IN_MUTE_MS = 150;   // covers what the browser buffered of an interrupted reply
 const TASK_TIMEOUT_MS = 10000;
 
 export class FacecastAvatar {
@@ -444,6 +445,19 @@ export class FacecastAvatar {
     this._emit("session_ended", { reason });
   }
 
+  /**
+   * Barge-in: the server has already dropped the rest of the reply, but the browser still holds
+   * 30-60 ms of it in its jitter buffer. The event arrives on the data channel ahead of that
+   * audio, so muting the avatar's audio track briefly makes the cut immediate.
+   */
+  _dropBufferedAudio() {
+    const track = this._remote && this._remote.getAudioTracks()[0];
+    if (!track) return;
+    track.enabled = false;
+    clearTimeout(this._unmuteTimer);
+    this._unmuteTimer = setTimeout(() => { track.enabled = true; }, BARGE_IN_MUTE_MS);
+  }
+
   _onMessage(raw) {
     let msg;
     try { msg = JSON.parse(raw); } catch (_) { return; }
@@ -454,6 +468,7 @@ export class FacecastAvatar {
         break;
       case "avatar_ended_speaking":
         this.speaking = false;
+        if (msg.interrupted) this._dropBufferedAudio();
         this._emit("avatar_ended_speaking", msg);
         this._emit("idle", {});
         break;
