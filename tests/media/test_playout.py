@@ -199,3 +199,20 @@ async def test_clear_resets_the_renderer_and_flushes_sinks() -> None:
         await asyncio.gather(*list(stream._pending_video))
     assert renderer.resets == 1
     assert events[-1].interrupted and events[-1].played_samples == 3 * N - 2 * N
+
+
+async def test_a_picture_rendered_for_a_cleared_reply_is_not_shown() -> None:
+    buf = SpeechBuffer(mode="auto")
+    renderer = CountingRenderer()
+    with ThreadPoolExecutor(1) as pool:
+        stream = AvatarStream(buf, renderer, pool)
+        sink = ListSink()
+        stream.add_sink(sink)
+        buf.write_nowait(tone(N * 10, 9))
+        stream.tick()                       # renders frame 0 (speech) in the worker...
+        in_flight = list(stream._pending_video)
+        buf.clear()                         # ...while the user barges in
+        await asyncio.gather(*in_flight)
+        stream.tick()
+        await asyncio.gather(*list(stream._pending_video))
+    assert [i for i, _ in sink.video] == [1]   # frame 0 (open mouth, cut reply) never shown

@@ -65,6 +65,7 @@ class AvatarStream:
         self._index = 0
         self._render_busy = False
         self._reset_pending = False
+        self._flushes = 0
         self._pending_video: set[asyncio.Future[np.ndarray]] = set()
         self.frames_rendered = 0
         self.frames_skipped = 0
@@ -88,6 +89,7 @@ class AvatarStream:
         """Barge-in: drop what the sinks still hold and restart lip-sync from a closed mouth."""
         dropped = max((sink.flush() for sink in self._sinks), default=0)
         self._reset_pending = True
+        self._flushes += 1   # a render already in flight shows the cut reply: drop its picture
         return dropped
 
     async def run(self) -> None:
@@ -128,17 +130,17 @@ class AvatarStream:
         fut = asyncio.get_running_loop().run_in_executor(
             self._executor, self._render, result.pcm, lookahead, reset)
         self._pending_video.add(fut)
-        fut.add_done_callback(functools.partial(self._rendered, index))
+        fut.add_done_callback(functools.partial(self._rendered, index, self._flushes))
 
     def _render(self, pcm: np.ndarray, lookahead: np.ndarray, reset: bool) -> np.ndarray:
         if reset:
             self.renderer.reset()
         return self.renderer.render(pcm, lookahead)
 
-    def _rendered(self, index: int, fut: asyncio.Future[np.ndarray]) -> None:
+    def _rendered(self, index: int, flushes: int, fut: asyncio.Future[np.ndarray]) -> None:
         self._pending_video.discard(fut)
         self._render_busy = False
-        if fut.cancelled():
+        if fut.cancelled() or flushes != self._flushes:
             return
         exc = fut.exception()
         if exc is not None:
