@@ -43,10 +43,12 @@ demo: apt-runtime install
 	$(VENV)/bin/facecast demo
 
 test: apt-test install-test
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/mypy src
 	$(VENV)/bin/pytest -q
 
 lint: install-test
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy src
 
 bench: apt-test install-test

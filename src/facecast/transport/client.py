@@ -189,7 +189,7 @@ class FacecastClient:
                 self.video_frames.append(ReceivedFrame(now, frame.pts or 0,
                                                        frame.to_ndarray(format="rgb24")))
                 del self.video_frames[:-self.keep_frames]
-            else:
+            elif isinstance(frame, av.AudioFrame):
                 arr = frame.to_ndarray().reshape(-1)
                 channels = len(frame.layout.channels)
                 mono = arr.reshape(-1, channels).mean(axis=1).astype(np.int16)

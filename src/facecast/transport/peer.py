@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -241,7 +242,7 @@ class WebRTCPeer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if track.kind != "audio":
+            if track.kind != "audio" or not isinstance(frame, av.AudioFrame):
                 continue
             samples = frame.to_ndarray()
             channels = len(frame.layout.channels)
