@@ -185,13 +185,8 @@ class CartesiaEngine:
                 raise EngineConnectionError(
                     f"the agent closed the connection during the handshake ({code}"
                     f"{', ' + reason if reason else ''})") from None
-            if not isinstance(text, str):
-                self._log.warning("ignoring a binary frame (%d bytes) from the agent", len(text))
-                continue
-            try:
-                event = parse_frame(self._api, text)
-            except MalformedFrame as exc:
-                self._log.warning("malformed frame from the agent: %s", exc)
+            event = self._parse(text)
+            if event is None:
                 continue
             if event.kind is Kind.READY:
                 sid = event.data.get("stream_id")
@@ -270,21 +265,25 @@ class CartesiaEngine:
                                after_speech=after_speech)
 
     # -- server → us -------------------------------------------------------------------------
+    def _parse(self, text: str | bytes) -> Inbound | None:
+        """A frame from the agent, or None (logged) for binary or malformed frames: the call goes on."""
+        if not isinstance(text, str):
+            self._log.warning("ignoring a binary frame (%d bytes) from the agent", len(text))
+            return None
+        try:
+            return parse_frame(self._api, text)
+        except MalformedFrame as exc:
+            self._log.warning("malformed frame from the agent: %s", exc)
+            return None
+
     async def _read_loop(self) -> None:
         ws = self._ws
         assert ws is not None
         try:
             while True:
-                text = await ws.recv()
-                if not isinstance(text, str):
-                    self._log.warning("ignoring a binary frame (%d bytes) from the agent", len(text))
-                    continue
-                try:
-                    event = parse_frame(self._api, text)
-                except MalformedFrame as exc:
-                    self._log.warning("malformed frame from the agent: %s", exc)
-                    continue
-                await self._dispatch(event)
+                event = self._parse(await ws.recv())
+                if event is not None:
+                    await self._dispatch(event)
         except ConnectionClosed as exc:
             if self._closing:
                 return
