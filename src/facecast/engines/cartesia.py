@@ -40,6 +40,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from facecast.aio import cancel_and_wait
 from facecast.engines.cartesia_wire import (
     CLIENT_CLOSE_REASON,
     Inbound,
@@ -215,15 +216,7 @@ class CartesiaEngine:
                 await ws.close(1000, CLIENT_CLOSE_REASON)
             except Exception as exc:  # the socket may already be gone
                 self._log.debug("close: %r", exc)
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in reversed(self._tasks):
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                self._log.exception("task %s failed", task.get_name())
+        await cancel_and_wait(self._tasks, self._log)
         self._tasks.clear()
         self._mic.clear()
         self._backlog.clear()

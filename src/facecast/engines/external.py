@@ -31,6 +31,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from facecast.aio import cancel_and_wait
 from facecast.engines.config import ExternalEngineConfig, redact_url
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
@@ -159,18 +160,7 @@ class ExternalEngine:
         if self._closing:
             return
         self._closing = True
-        current = asyncio.current_task()
-        for task in reversed(self._tasks):
-            if task is not current:
-                task.cancel()
-        for task in reversed(self._tasks):
-            if task is not current:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-                except Exception:
-                    self.log.exception("external engine task %s failed", task.get_name())
+        await cancel_and_wait(self._tasks, self.log, "external engine task")
         self._tasks.clear()
         if self._ws is not None:
             try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from facecast.aio import cancel_and_wait
 from facecast.engines import create_engine, speech_mode_for
 from facecast.errors import EngineConnectionError, InvalidRequest
 from facecast.media.avstream import AvatarStream, AVSink, FrameRenderer
@@ -146,11 +147,7 @@ class SessionRuntime:
             await self.engine.close()
         except Exception:
             self._log.exception("engine close failed")
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in reversed(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks, self._log)
         self._tasks.clear()
 
     # -- peers -------------------------------------------------------------------------------

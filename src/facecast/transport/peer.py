@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from facecast.aio import cancel_and_wait
 from facecast.errors import FacecastError, InvalidRequest
 from facecast.media.audio import to_mono
 from facecast.transport.patches import IcePolicy, ice_policy
@@ -301,14 +302,7 @@ class WebRTCPeer:
                     await asyncio.wait_for(drained.wait(), CLOSE_DRAIN_S)
             await asyncio.sleep(0.05)   # the last chunk still needs its SCTP round trip
         self.sink.close()
-        current = asyncio.current_task()
-        for task in reversed(self._tasks):
-            if task is not current:
-                task.cancel()
-        for task in reversed(self._tasks):
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait(self._tasks, log)
         try:
             await self._pc.close()
         except Exception:
