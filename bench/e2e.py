@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from browser import epoch, join, probe  # noqa: E402
+from browser import epoch, join, mute_and_settle, probe  # noqa: E402
 
 from conftest import (  # noqa: E402
     CHROMIUM_ARGS,
@@ -131,7 +131,7 @@ async def latency_run(srv, agent, browser, bursts: int, sdk_mute: bool = False) 
             await page.evaluate(SDK_MUTE_JS, SDK_MUTE_MS)
         conn = await agent.next_connection(10)
         await conn.wait_started()
-        await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")   # mic off: no VAD
+        await mute_and_settle(page, conn)   # mic off: no VAD
         frames, _ = await probe(page)
         out["create_to_frame"].append(frames[0]["presented"] - t_create)
         rate = conn.sample_rate

@@ -53,6 +53,21 @@ async def wait_event(page: Any, kind: str, timeout: float = 10.0, since: float =
     raise TimeoutError(f"no {kind} event in {timeout} s")
 
 
+async def mute_and_settle(page: Any, conn: Any, timeout: float = 15.0) -> None:
+    """Mute the page's mic, then wait until the agent `conn` hears silence: no user turn open and
+    the last 0.4 s it received quiet. Mic audio already in flight when the mic was muted could
+    otherwise open a user turn (a barge-in) just as the test makes the agent speak."""
+    assert await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()") is False
+    rate = conn.sample_rate
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tail = conn.received_pcm()[-int(0.4 * rate):]
+        if not conn.user_speaking and tail.size and np.abs(tail.astype(np.int32)).max() < 300:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"the agent still hears the mic {timeout} s after muting it")
+
+
 async def probe(page: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     data = await page.evaluate("({frames: window.__probe.frames, audio: window.__probe.audio})")
     return data["frames"], data["audio"]

@@ -19,6 +19,7 @@ from browser import (
     events,
     fps,
     join,
+    mute_and_settle,
     probe,
     wait_event,
 )
@@ -98,11 +99,10 @@ async def test_conversation_through_the_demo_page(e2e_server, agent, new_page, m
     assert corr > 0.8, (corr, got.size / rate, float(np.abs(got).max()) if got.size else 0)
 
     # agent speech: heard at the browser, the mouth moves; mute the mic so no barge-in yet
-    assert await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()") is False
-    await asyncio.sleep(1.0)   # mic audio already on its way settles at the agent
+    await mute_and_settle(page, conn)
     mark = time.time() * 1000
     await conn.say(speechlike(12.0, rate))
-    started = await wait_event(page, "avatar_started_speaking", 5, since=mark)
+    started = await wait_event(page, "avatar_started_speaking", 10, since=mark)
     speaking_from = started["t"] + 300          # network + jitter buffer
     frames = await frames_until(page, lambda fs: fs[-1]["t"] > speaking_from + 1200)
     _, audio = await probe(page)
@@ -199,10 +199,10 @@ async def test_two_sessions_stay_independent(e2e_server, agent, new_page) -> Non
     ca = await agent.next_connection(10)
     assert (await join(pb, e2e_server.base_url, b["token"]))["ok"]
     await agent.next_connection(10)
-    await pa.evaluate("window.facecastDemo.avatar.toggleLocalAudio()")   # no barge-in on A
+    await mute_and_settle(pa, ca)   # no barge-in on A
     mark = time.time() * 1000
     await ca.say(speechlike(2.0, ca.sample_rate))
-    await wait_event(pa, "avatar_started_speaking", 5, since=mark)
+    await wait_event(pa, "avatar_started_speaking", 10, since=mark)
     await asyncio.sleep(1.5)
     _, audio_b = await probe(pb)
     assert all(r < 0.01 for _, r in rms_after(audio_b, mark))

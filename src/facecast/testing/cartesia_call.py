@@ -130,6 +130,11 @@ class AgentConnection:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def user_speaking(self) -> bool:
+        """The VAD is inside a user turn (a turn start would barge in on interruptible speech)."""
+        return self._vad is not None and self._vad.speaking
+
     def received_pcm(self) -> np.ndarray:
         """All user audio received (bounded by `max_record_s`), int16 at the input rate."""
         if self._recording is None:
