@@ -205,3 +205,50 @@ async def test_a_runtime_that_fails_to_start_ends_the_session(ctx: AppCtx) -> No
     info = await state_of(ctx, sid)
     assert info["state"] == "ended" and info["end_reason"] == "engine_error"
     assert RecordingRuntime.instances[0].stopped[1] == "internal_error"
+
+
+async def test_an_end_the_database_refuses_is_retried_and_shown_meanwhile(ctx: AppCtx) -> None:
+    """The session ends at once (runtime stopped, reads show the end); the row is written once
+    the database takes it again, with the original reason and times."""
+    from sqlalchemy import event, select
+    from sqlalchemy.exc import OperationalError
+
+    from facecast.sessions.db import SessionRow
+
+    sid = (await ctx.create_session(user_absent_timeout=600))["session_id"]
+    await ctx.manager.join(sid, FakePeer("a"))
+    ctx.clock.advance(42)
+    failures = {"left": 2}
+
+    def refuse_session_updates(conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SESSIONS") and failures["left"] > 0:
+            failures["left"] -= 1
+            raise OperationalError(statement, params, Exception("database is locked"))
+
+    engine = ctx.manager.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", refuse_session_updates)
+    try:
+        r = await ctx.client.delete(f"/api/v1/sessions/{sid}", headers=ctx.auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "ended"
+        assert r.json()["end_reason"] == "termination_command_received"
+        assert RecordingRuntime.instances[0].stopped is not None
+        listed = (await ctx.client.get("/api/v1/sessions", headers=ctx.auth)).json()
+        assert [(s["session_id"], s["state"]) for s in listed["sessions"]] == [(sid, "ended")]
+
+        async def stored() -> SessionRow:
+            async with ctx.manager.db.session() as s:
+                return (await s.execute(select(SessionRow).where(SessionRow.id == sid))).scalar_one()
+
+        assert (await stored()).state == "active"       # not written yet
+        ctx.clock.advance(1.0)                          # first retry: refused again
+        await ctx.manager.settle()
+        assert failures["left"] == 0 and (await stored()).state == "active"
+        ctx.clock.advance(2.0)                          # second retry: written
+        await ctx.manager.settle()
+        row = await stored()
+        assert (row.state, row.end_reason, row.billed_seconds) == (
+            "ended", "termination_command_received", 42)
+        assert row.ended_at == ctx.clock.now() - timedelta(seconds=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse_session_updates)

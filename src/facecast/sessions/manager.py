@@ -10,7 +10,9 @@
 A session ends on the first of DELETE, a timer, the engine ending or failing, or shutdown.
 `end()` is idempotent and race-free: the first caller marks the session as ending before any
 await, records the end in the database, then tears the runtime down (the runtime tells the
-SDK why before closing the peers).
+SDK why before closing the peers). If the database refuses that write (a locked SQLite file,
+a dropped PostgreSQL connection), the session still ends; the write is retried in the
+background (`END_RECORD_RETRY_S`) and reads of the session show the end meanwhile.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TASKS_PER_SESSION = 1000
+END_RECORD_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # then every 60 s until it is written
 
 
 class Runtime(Protocol):
@@ -98,6 +101,9 @@ class SessionManager:
         self.created_total = 0
         self.ended_total: dict[str, int] = {}
         self._listeners: list[EventListener] = []
+        # ends the database has not taken yet: session id → the SessionRow values to write
+        self._unrecorded: dict[str, dict[str, Any]] = {}
+        self._retry_timers: dict[str, TimerHandle] = {}
 
     def subscribe(self, listener: EventListener) -> None:
         """Lifecycle events (`session.started`, `session.ended`) as plain dicts, e.g. for webhooks."""
@@ -149,6 +155,11 @@ class SessionManager:
         await asyncio.gather(*(self.end(sid, EndReason.SERVER_SHUTDOWN) for sid in list(self._live)),
                              return_exceptions=True)
         await self.settle()
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        for sid in list(self._unrecorded):  # a last try; `recover()` at the next start does the rest
+            await self._retry_record_end(sid, attempt=-1)
 
     # -- create / read ---------------------------------------------------------------------
     @property
@@ -198,6 +209,7 @@ class SessionManager:
                 raise SessionNotFound(f"no session {session_id!r}", field="session_id")
             tasks = (await s.execute(select(TaskRow).where(TaskRow.session_id == session_id)
                                      .order_by(TaskRow.seq))).scalars().all()
+        self._overlay_end(row, list(tasks))
         return row, list(tasks)
 
     async def list_rows(self, state: SessionState | None, limit: int, offset: int) -> list[SessionRow]:
@@ -205,7 +217,10 @@ class SessionManager:
         if state is not None:
             q = q.where(SessionRow.state == state.value)
         async with self.db.session() as s:
-            return list((await s.execute(q)).scalars().all())
+            rows = list((await s.execute(q)).scalars().all())
+        for row in rows:
+            self._overlay_end(row)
+        return rows
 
     # -- tasks -----------------------------------------------------------------------------
     async def add_task(self, session_id: str, text: str) -> str:
@@ -331,17 +346,16 @@ class SessionManager:
         billed = 0
         if live.started_at is not None:
             billed = max(0, math.ceil((now - live.started_at).total_seconds()))
+        values = {"state": SessionState.ENDED.value, "end_reason": reason.value,
+                  "end_message": message, "ended_at": now, "billed_seconds": billed}
         try:
-            async with live.db_lock, self.db.session() as s, s.begin():
-                await s.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == session_id, SessionRow.state != SessionState.ENDED.value)
-                    .values(state=SessionState.ENDED.value, end_reason=reason.value,
-                            end_message=message, ended_at=now, billed_seconds=billed))
-                await s.execute(
-                    update(TaskRow).where(TaskRow.session_id == session_id,
-                                          TaskRow.state.in_([TaskState.QUEUED.value, TaskState.SPEAKING.value]))
-                    .values(state=TaskState.CANCELLED.value, updated_at=now))
+            async with live.db_lock:
+                await self._record_end(session_id, values)
+        except Exception:
+            log.exception("could not record the session's end; retrying in the background",
+                          extra={"session_id": session_id})
+            self._unrecorded[session_id] = values
+            self._schedule_record_retry(session_id, 0)
         finally:
             self.ended_total[reason.value] = self.ended_total.get(reason.value, 0) + 1
             self._publish({
@@ -359,6 +373,54 @@ class SessionManager:
             finally:
                 self._live.pop(session_id, None)
         return True
+
+    async def _record_end(self, session_id: str, values: dict[str, Any]) -> None:
+        async with self.db.session() as s, s.begin():
+            await s.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.state != SessionState.ENDED.value)
+                .values(**values))
+            await s.execute(
+                update(TaskRow).where(TaskRow.session_id == session_id,
+                                      TaskRow.state.in_([TaskState.QUEUED.value, TaskState.SPEAKING.value]))
+                .values(state=TaskState.CANCELLED.value, updated_at=values["ended_at"]))
+
+    def _schedule_record_retry(self, session_id: str, attempt: int) -> None:
+        delay = END_RECORD_RETRY_S[min(attempt, len(END_RECORD_RETRY_S) - 1)]
+
+        def retry() -> None:
+            self.spawn(self._retry_record_end(session_id, attempt + 1),
+                       name=f"record-end-{session_id}")
+
+        self._retry_timers[session_id] = self.clock.call_later(delay, retry)
+
+    async def _retry_record_end(self, session_id: str, attempt: int) -> None:
+        """Write an end the database refused before; `attempt` -1 is shutdown's last try."""
+        self._retry_timers.pop(session_id, None)
+        values = self._unrecorded.get(session_id)
+        if values is None:
+            return
+        try:
+            await self._record_end(session_id, values)
+        except Exception as exc:
+            log.warning("recording the session's end failed again (%s)", type(exc).__name__,
+                        extra={"session_id": session_id})
+            if attempt >= 0 and not self._closed:
+                self._schedule_record_retry(session_id, attempt)
+            return
+        self._unrecorded.pop(session_id, None)
+        log.info("session end recorded after a database failure", extra={"session_id": session_id})
+
+    def _overlay_end(self, row: SessionRow, tasks: list[TaskRow] | None = None) -> None:
+        """Show an end the database has not taken yet on a row just read (never flushed)."""
+        values = self._unrecorded.get(row.id)
+        if values is None or row.state == SessionState.ENDED.value:
+            return
+        for key, value in values.items():
+            setattr(row, key, value)
+        for task in tasks or []:
+            if task.state in (TaskState.QUEUED.value, TaskState.SPEAKING.value):
+                task.state = TaskState.CANCELLED.value
 
     async def count_rows(self, state: SessionState | None = None) -> int:
         q = select(func.count()).select_from(SessionRow)
