@@ -136,8 +136,19 @@ async def test_unknown_session_is_404(ctx: AppCtx) -> None:
     for method in ("GET", "DELETE"):
         r = await ctx.client.request(method, "/api/v1/sessions/sess_nope", headers=ctx.auth)
         assert r.status_code == 404 and r.json()["code"] == "session_not_found"
+        assert r.json()["detail"][0]["loc"] == ["path", "session_id"]
     r = await ctx.client.post("/api/v1/sessions/sess_nope/tasks", json={"text": "hi"}, headers=ctx.auth)
     assert r.status_code == 404
+
+
+async def test_optional_fields_sent_as_null_take_their_defaults(ctx: AppCtx) -> None:
+    s = await ctx.create_session(avatar_id=None, background=None, render_model=None,
+                                 user_absent_timeout=None, max_duration=None)
+    info = (await ctx.client.get(f"/api/v1/sessions/{s['session_id']}", headers=ctx.auth)).json()
+    assert (info["avatar_id"], info["background"], info["user_absent_timeout"],
+            info["max_duration"]) == ("default", "default", 60, 3600)
+    models = (await ctx.client.get("/api/v1/render-models", headers=ctx.auth)).json()
+    assert info["render_model"] == next(m["name"] for m in models["render_models"] if m["default"])
 
 
 async def test_concurrent_session_limit(ctx: AppCtx) -> None:

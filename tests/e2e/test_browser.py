@@ -172,6 +172,9 @@ async def test_bad_token_is_refused(e2e_server, new_page) -> None:
     assert result["ok"] is False and result["code"] == "invalid_token"
     errs = [e for e in await events(page) if e["type"] == "error"]
     assert errs and errs[0]["payload"]["type"] == "error"
+    # the server's own words, not "[object Object]"
+    assert "token" in result["message"] and "object" not in result["message"], result
+    assert errs[0]["payload"]["message"] == result["message"]
 
 
 async def test_closing_the_page_starts_the_absent_timer(e2e_server, agent, new_page) -> None:

@@ -60,7 +60,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        loc_root = exc.extra.get("loc_root", "body")
+        loc_root = exc.extra.get("loc_root") or (
+            "path" if exc.field is not None and exc.field in request.path_params else "body")
         return error_response(status, exc.code, exc.message, field=exc.field, loc_root=loc_root,
                               headers=headers)
 

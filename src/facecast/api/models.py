@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from facecast.engines.config import EngineConfig
 
@@ -21,8 +21,19 @@ class CreateSessionRequest(BaseModel):
         default=None, min_length=1, max_length=32,
         validation_alias=AliasChoices("render_model", "model"),
         description="render preset name (alias `model`); see GET /api/v1/render-models")
-    user_absent_timeout: int = Field(default=60, ge=10, le=86400)
+    user_absent_timeout: int = Field(default=60, ge=10, le=86400,
+                                     description="seconds; at most 86400 (a day)")
     max_duration: int = Field(default=3600, ge=60, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """An optional field sent as `null` takes its default, as if it were left out."""
+        if isinstance(data, dict):
+            optional = ("avatar_id", "background", "render_model", "model",
+                        "user_absent_timeout", "max_duration")
+            data = {k: v for k, v in data.items() if not (v is None and k in optional)}
+        return data
 
 
 class CreateSessionResponse(BaseModel):

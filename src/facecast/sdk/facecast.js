@@ -360,7 +360,11 @@ export class FacecastAvatar {
   }
 
   _httpError(status, body) {
-    const detail = (body && (body.detail || body.message)) || `HTTP ${status}`;
+    // facecast's error body is {code, message, detail[]}; FastAPI-style bodies carry only detail
+    let detail = body && (body.message || body.detail);
+    if (Array.isArray(detail)) detail = detail.map((d) => (d && d.msg) || JSON.stringify(d)).join("; ");
+    else if (detail && typeof detail === "object") detail = JSON.stringify(detail);
+    detail = detail || `HTTP ${status}`;
     if (status === 401) return this._error("invalid_token", String(detail));
     if (status === 410 || status === 409) {
       this._markEnded("session_ended");
