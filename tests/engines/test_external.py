@@ -8,10 +8,13 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from facecast.config import Settings
 from facecast.engines.config import ExternalEngineConfig
@@ -129,6 +132,29 @@ async def test_handshake_rejected_raises_with_status_and_no_secret() -> None:
             await engine.start()
         assert "s3cret" not in str(info.value)
         assert info.value.code == "engine_error"
+
+
+async def test_a_redirect_is_refused_and_its_target_never_contacted() -> None:
+    """A 3xx is a refused connection: the headers (secrets) must not follow it elsewhere."""
+    async with ExternalEngineStandIn() as target:
+        def redirect(conn: ServerConnection, request: Request) -> Response:
+            response = conn.respond(HTTPStatus.FOUND, "moved\n")
+            response.headers["Location"] = target.url
+            return response
+
+        async def never(ws: ServerConnection) -> None:
+            await ws.close()
+
+        async with serve(never, "127.0.0.1", 0, process_request=redirect) as origin:
+            port = origin.sockets[0].getsockname()[1]
+            engine = make_engine(f"ws://127.0.0.1:{port}/agent", RecordingHost(mode="explicit"))
+            with pytest.raises(EngineConnectionError) as info:
+                await engine.start()
+            await engine.close()
+    assert str(info.value) == (f"external engine at ws://127.0.0.1:{port}/agent refused the "
+                               "connection: HTTP 302")
+    assert info.value.code == "engine_error"
+    assert target.connections == 0 and target.headers is None   # never contacted
 
 
 async def test_a_bad_header_value_is_refused_without_quoting_it() -> None:

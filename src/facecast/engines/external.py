@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHeader,
@@ -33,6 +33,7 @@ from websockets.exceptions import (
 
 from facecast.aio import cancel_and_wait
 from facecast.engines.config import ExternalEngineConfig, redact_url
+from facecast.engines.wsconnect import connect_no_redirects
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
 from facecast.media.playout import NoOpenSegment, PlaybackEvent, Segment
@@ -123,7 +124,8 @@ class ExternalEngine:
         where = redact_url(self._url)
         failure: str | None = None
         try:
-            self._ws = await connect(
+            # never follows a 3xx: our headers (secrets) must not reach another origin
+            self._ws = await connect_no_redirects(
                 self._url,
                 additional_headers=headers,
                 open_timeout=self.settings.engine_connect_timeout,
