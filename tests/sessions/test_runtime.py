@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,14 @@ class MediaPeer:
                         return ev
                 self.changed.clear()
                 await self.changed.wait()
+
+
+async def poll_until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -157,3 +166,36 @@ async def test_ending_while_the_engine_connects_closes_the_half_open_socket(live
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_the_engine_hears_one_microphone_the_newest_peers(live_app) -> None:
+    """Two connections on one session (a rejoin overlapping the old one): the engine gets the
+    newest peer's mic only, never both summed or interleaved; when it leaves, the other's again."""
+    from facecast.testing.external_engine import ExternalEngineStandIn
+
+    client, auth, manager = live_app
+    async with ExternalEngineStandIn() as engine:
+        r = await client.post("/api/v1/sessions", headers=auth, json={
+            "conversation_engine": {"type": "external", "url": engine.url}, "render_model": "small"})
+        sid = r.json()["session_id"]
+        old, new = MediaPeer("old"), MediaPeer("new")
+        await manager.join(sid, old)
+        await manager.join(sid, new)
+        await engine.wait_connected()
+        runtime = manager.live(sid).runtime
+        await poll_until(lambda: runtime._engine_ready)
+
+        def burst(value: int, ms: int) -> np.ndarray:
+            return np.full(24 * ms, value, dtype=np.int16)
+
+        runtime.push_mic(burst(1000, 200), 24_000, "old")    # the only mic so far: heard
+        runtime.push_mic(burst(2000, 300), 24_000, "new")    # the newer peer takes over
+        runtime.push_mic(burst(1000, 300), 24_000, "old")    # dropped
+        await manager.leave(sid, new)
+        runtime.push_mic(burst(3000, 200), 24_000, "old")    # the only one left: heard again
+        await poll_until(lambda: engine.mic_pcm().size >= 24 * 700)
+        await asyncio.sleep(0.1)    # anything extra (a doubled burst) would arrive meanwhile
+        heard = engine.mic_pcm()
+        expected = np.concatenate([burst(1000, 200), burst(2000, 300), burst(3000, 200)])
+        assert heard.size == expected.size and np.array_equal(heard, expected)
+        await client.delete(f"/api/v1/sessions/{sid}", headers=auth)

@@ -71,6 +71,7 @@ class SessionRuntime:
         self.engine: Engine = create_engine(live.spec.engine, self, settings)
         self.stream: AvatarStream | None = None
         self._peers: dict[str, Peer] = {}
+        self._mic_peers: set[str] = set()   # peers that have sent microphone audio
         self._tasks: list[asyncio.Task[Any]] = []
         self._engine_ready = False
         self._engine_starting: asyncio.Task[None] | None = None
@@ -158,12 +159,22 @@ class SessionRuntime:
 
     def detach_peer(self, peer: Peer) -> None:
         self._peers.pop(peer.peer_id, None)
+        self._mic_peers.discard(peer.peer_id)
         if self.stream is not None:
             self.stream.remove_sink(peer.sink)
 
-    def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None:
-        if self._engine_ready:
-            self.engine.push_mic(pcm, sample_rate)
+    def push_mic(self, pcm: np.ndarray, sample_rate: int, peer_id: str | None = None) -> None:
+        """User audio from `peer_id`. The engine hears one microphone: that of the most recently
+        joined peer that sends one (a rejoin takes over at once; the old connection's last
+        frames are not mixed in). Audio from other peers is dropped."""
+        if not self._engine_ready:
+            return
+        if peer_id is not None:
+            self._mic_peers.add(peer_id)
+            active = next((p for p in reversed(self._peers) if p in self._mic_peers), peer_id)
+            if active != peer_id:
+                return
+        self.engine.push_mic(pcm, sample_rate)
 
     def on_sdk_message(self, data: Any) -> None:
         if self._engine_ready:

@@ -53,7 +53,7 @@ class Runtime(Protocol):
     width: int
     height: int
 
-    def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None: ...
+    def push_mic(self, pcm: np.ndarray, sample_rate: int, peer_id: str | None = None) -> None: ...
 
     def on_sdk_message(self, data: Any) -> None: ...
 
@@ -253,7 +253,7 @@ class WebRTCPeer:
                 samples = samples.T
             pcm = to_mono(np.ascontiguousarray(samples).reshape(-1), channels)
             self.mic_frames += 1
-            runtime.push_mic(pcm, frame.sample_rate)
+            runtime.push_mic(pcm, frame.sample_rate, self.peer_id)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _start(self, coro: Any, name: str) -> None:

@@ -91,7 +91,7 @@ class StandinRuntime:
                                    session_id=self.session_id)
         self.speech.subscribe(self._on_playback)
 
-    def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None:
+    def push_mic(self, pcm: np.ndarray, sample_rate: int, peer_id: str | None = None) -> None:
         self.mic.append((time.monotonic(), pcm, sample_rate))
         if len(self.mic) > 3000:
             del self.mic[:1000]
