@@ -8,11 +8,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from facecast.config import Settings
 from facecast.engines.cartesia import CartesiaEngine
@@ -455,6 +458,42 @@ async def test_bad_token_is_refused_once(api: str) -> None:
         assert host.end_requests == []
         await engine.close()
         assert own_tasks() == []
+
+
+@pytest.mark.parametrize(("api", "token"), [("line", TOKEN), ("agents", "sk_car_key123")])
+async def test_a_redirect_is_refused_and_never_followed(api: str, token: str) -> None:
+    elsewhere: list[str] = []
+    origin_hits: list[str] = []
+
+    def record(connection: ServerConnection, request: Request) -> Response | None:
+        elsewhere.append(request.path)
+        return None
+
+    async def hang_up(ws: ServerConnection) -> None:
+        await ws.close()
+
+    async with serve(hang_up, "127.0.0.1", 0, process_request=record) as target:
+        tport = next(iter(target.sockets)).getsockname()[1]
+
+        def redirect(connection: ServerConnection, request: Request) -> Response:
+            origin_hits.append(request.path)
+            response = connection.respond(HTTPStatus.FOUND, "moved\n")
+            response.headers["Location"] = f"ws://127.0.0.1:{tport}/stolen?x=1"
+            return response
+
+        async with serve(hang_up, "127.0.0.1", 0, process_request=redirect) as origin:
+            oport = next(iter(origin.sockets)).getsockname()[1]
+            engine, host = make_engine(f"ws://127.0.0.1:{oport}", api, token=token)
+            with pytest.raises(EngineConnectionError) as info:
+                await engine.start()
+            await engine.close()
+    msg = str(info.value)
+    assert msg.startswith("Cartesia refused the agent WebSocket upgrade (HTTP 302)")
+    assert f"ws://127.0.0.1:{tport}/stolen" in msg and "x=1" not in msg
+    assert token not in msg
+    assert len(origin_hits) == 1                                # never retried
+    assert elsewhere == []                                      # the credential went nowhere else
+    assert host.end_requests == [] and own_tasks() == []
 
 
 async def test_unreachable_agent() -> None:

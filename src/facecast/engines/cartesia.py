@@ -17,6 +17,8 @@ here: Cartesia has no turn markers.
 Credentials (see `cartesia_wire.build_target`): Line gets `Authorization: Bearer <token>`;
 Managed Agents gets an API key (`sk_car_...`) as `X-API-Key` and any other token as the
 `access_token` query parameter (the only place it accepts one), which is masked in every log.
+HTTP redirects are never followed (they would carry the credential header to another host): a
+3xx is a refused upgrade, like a 401.
 Managed audio is asked for at `speaking_pace`, like Line, so a `clear` never trails seconds of
 already-sent audio and the agent's idea of what was heard stays right.
 
@@ -37,7 +39,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from facecast.aio import cancel_and_wait
@@ -55,6 +57,7 @@ from facecast.engines.cartesia_wire import (
     parse_frame,
     tool_refusal_frame,
 )
+from facecast.engines.wsconnect import connect_no_redirects
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
 from facecast.sessions.state import EndReason, TaskState
@@ -149,7 +152,7 @@ class CartesiaEngine:
 
     async def _connect(self, target: Target) -> ClientConnection:
         try:
-            return await connect(
+            return await connect_no_redirects(
                 target.url, additional_headers=target.headers, compression=None,
                 open_timeout=None, ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT,
                 close_timeout=CLOSE_TIMEOUT, max_size=MAX_FRAME_BYTES, logger=self._ws_log)
@@ -161,6 +164,12 @@ class CartesiaEngine:
                 msg = f"the agent refused the credential (HTTP {status}){detail}"
             elif status == 404:
                 msg = f"Cartesia agent not found (HTTP 404, check agent_id){detail}"
+            elif 300 <= status < 400:
+                # never followed: the credential rides in a header a redirect would carry along
+                location = exc.response.headers.get("Location", "")
+                where = self._ws_log.redact(location.partition("?")[0])[:200] or "nowhere"
+                msg = (f"Cartesia refused the agent WebSocket upgrade (HTTP {status}): a redirect "
+                       f"to {where}, not followed; check FACECAST_CARTESIA_URL")
             else:
                 msg = f"Cartesia refused the agent WebSocket upgrade (HTTP {status}){detail}"
             self._log.warning("%s", msg)
