@@ -352,40 +352,64 @@ async def test_mic_queue_is_bounded_and_drops_the_oldest(rig: Rig) -> None:
 
 
 # -- the end ----------------------------------------------------------------------------------
-async def test_engine_closing_politely_ends_agent_left_after_speech(rig: Rig) -> None:
+@pytest.mark.parametrize(("code", "reason", "message"), [
+    (1000, "goodbye", "external engine closed the connection with code 1000: goodbye"),
+    (1001, "", "external engine closed the connection with code 1001"),
+    (None, "", "external engine closed the connection (no close code)"),
+])
+async def test_engine_closing_politely_ends_agent_left_after_speech(
+        rig: Rig, code: int | None, reason: str, message: str) -> None:
     await rig.engine_side.speak(tone(0.3), uid="bye", close=False)
-    await rig.engine_side.close(1000, "goodbye")
+    if code is None:
+        await rig.engine_side.close_without_code()
+    else:
+        await rig.engine_side.close(code, reason)
     end = await rig.host.wait_ended()
     assert end.reason == EndReason.AGENT_LEFT and end.after_speech
+    assert end.error_code is None and end.message == message
     await asyncio.wait_for(rig.host.speech.wait_idle(), 2)      # the open segment was closed
     assert rig.host.played_audio().size == int(0.3 * SR)
 
 
-async def test_engine_killed_mid_speech_ends_with_engine_error(rig: Rig) -> None:
+async def test_engine_killed_mid_speech_ends_agent_left_and_says_so(rig: Rig) -> None:
     await rig.engine_side.speak(tone(2.0), uid="dying", close=False)
     await rig.engine_side.wait_event(STARTED)
     rig.engine_side.kill()
     end = await rig.host.wait_ended()
-    assert end.reason == EndReason.ENGINE_ERROR and end.error_code == "engine_error"
-    assert end.message == "connection to the external engine was lost"
+    assert end.reason == EndReason.AGENT_LEFT and end.error_code is None
+    assert not end.after_speech          # what was queued is dropped: the session ends now
+    assert end.message == "connection to the external engine was lost (no close frame)"
 
 
-async def test_engine_close_with_error_code_is_an_engine_error(rig: Rig) -> None:
-    await rig.engine_side.close(4001, "llm quota exceeded")
+@pytest.mark.parametrize(("code", "reason"), [(4001, "llm quota exceeded"), (1011, "crashed")])
+async def test_engine_close_with_another_code_is_agent_left_with_the_code(
+        rig: Rig, code: int, reason: str) -> None:
+    await rig.engine_side.close(code, reason)
     end = await rig.host.wait_ended()
-    assert end.reason == EndReason.ENGINE_ERROR
-    assert end.message is not None and "4001" in end.message and "quota" in end.message
+    assert end.reason == EndReason.AGENT_LEFT and end.error_code is None
+    assert not end.after_speech
+    assert end.message == f"external engine closed the connection with code {code}: {reason}"
 
 
-async def test_unanswered_pings_end_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unanswered_pings_end_the_session_agent_left(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
     monkeypatch.setattr(ExternalEngine, "ping_interval", 0.2)
     monkeypatch.setattr(ExternalEngine, "ping_timeout", 0.3)
     monkeypatch.setattr(ExternalEngine, "close_timeout", 0.3)
     async for r in _rig(realtime=True):
         r.engine_side.freeze()
         end = await r.host.wait_ended(timeout=3)
-        assert end.reason == EndReason.ENGINE_ERROR
-        assert end.message is not None and "pings" in end.message
+        assert end.reason == EndReason.AGENT_LEFT and end.error_code is None
+        assert end.message == ("external engine stopped answering pings "
+                               "(ping timeout: no pong within 0.3 s)")
+
+
+async def test_invalid_utf8_text_is_a_protocol_error(rig: Rig) -> None:
+    """facecast closing the socket on bad data (1007) is the engine's fault, not a departure."""
+    await rig.engine_side.connection.send(b"\xff\xfe not utf-8", text=True)
+    end = await rig.host.wait_ended()
+    assert end.reason == EndReason.ENGINE_ERROR and end.error_code == "engine_error"
+    assert end.message is not None and "code 1007" in end.message
 
 
 async def test_close_is_idempotent_and_silent(rig: Rig) -> None:

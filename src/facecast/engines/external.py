@@ -57,6 +57,7 @@ MAX_PENDING_OPS = 10_000
 MIC_QUEUE_FRAMES = 50                      # 1 s of mic audio; the oldest frame is dropped
 CONTROL_QUEUE = 1024
 NORMAL_CLOSE_CODES = (1000, 1001, 1005)
+PROTOCOL_CLOSE_CODES = (1002, 1007, 1009)   # facecast refused the engine's data
 
 _Op = tuple[Literal["open", "close", "audio"], Any]
 
@@ -422,26 +423,49 @@ class ExternalEngine:
 
     # -- the end -----------------------------------------------------------------------------
     async def _engine_gone(self, ws: ClientConnection) -> None:
+        """The engine socket closed after a successful connect: the agent has left.
+
+        Whatever the cause (any close code, a dropped connection, a ping timeout) the session
+        ends `agent_left`, with the cause in the end message. After a polite close (1000, 1001,
+        no code) what the engine sent still plays out first; otherwise it is dropped. Only when
+        facecast itself closed the socket because the engine broke the protocol (a frame over
+        the size limit, an invalid frame) is it an `engine_error`.
+        """
         closed = ws.close_exc
         rcvd, sent = closed.rcvd, closed.sent
-        if rcvd is not None and rcvd.code in NORMAL_CLOSE_CODES:
-            self.log.info("external engine closed the connection (%d): session ends", rcvd.code)
-            if self._accepting:
-                self._close_segment()       # what it sent so far still plays
-            while self._ops:                # let queued speech reach the playout buffer
-                self._room.clear()
-                await self._room.wait()
-            self.host.end_session(EndReason.AGENT_LEFT, after_speech=True)
+        ours_first = sent is not None and closed.rcvd_then_sent is not True   # we closed it
+        if ours_first and sent is not None and sent.code in PROTOCOL_CLOSE_CODES:
+            # facecast refused what the engine sent: the engine broke, it did not leave
+            if sent.code == 1009:
+                message = f"external engine sent a frame larger than {MAX_FRAME_BYTES} bytes"
+            else:
+                why = f": {sent.reason[:120]}" if sent.reason else ""
+                message = f"external engine broke the WebSocket protocol (code {sent.code}{why})"
+            self.log.warning("%s: session ends", message)
+            self.host.end_session(EndReason.ENGINE_ERROR, error_code="engine_error",
+                                  message=message)
             return
-        if rcvd is not None:
-            reason = f": {rcvd.reason[:120]}" if rcvd.reason else ""
-            message = f"external engine closed the connection with code {rcvd.code}{reason}"
-        elif sent is not None and sent.code == 1011:
+        polite = False
+        if ours_first and sent is not None and sent.code == 1011:
             message = (f"external engine stopped answering pings "
-                       f"(no pong within {self.ping_timeout:g} s)")
-        elif sent is not None and sent.code == 1009:
-            message = f"external engine sent a frame larger than {MAX_FRAME_BYTES} bytes"
+                       f"(ping timeout: no pong within {self.ping_timeout:g} s)")
+        elif rcvd is not None:
+            polite = rcvd.code in NORMAL_CLOSE_CODES
+            if rcvd.code == 1005:
+                message = "external engine closed the connection (no close code)"
+            else:
+                reason = f": {rcvd.reason[:120]}" if rcvd.reason else ""
+                message = f"external engine closed the connection with code {rcvd.code}{reason}"
         else:
-            message = "connection to the external engine was lost"
-        self.log.warning("%s: session ends", message)
-        self.host.end_session(EndReason.ENGINE_ERROR, error_code="engine_error", message=message)
+            message = "connection to the external engine was lost (no close frame)"
+        if not polite:
+            self.log.warning("%s: session ends (agent left), queued speech dropped", message)
+            self.host.end_session(EndReason.AGENT_LEFT, message=message)
+            return
+        self.log.info("%s: session ends (agent left) after its queued speech", message)
+        if self._accepting:
+            self._close_segment()       # what it sent so far still plays
+        while self._ops:                # let queued speech reach the playout buffer
+            self._room.clear()
+            await self._room.wait()
+        self.host.end_session(EndReason.AGENT_LEFT, message=message, after_speech=True)

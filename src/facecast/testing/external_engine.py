@@ -204,6 +204,10 @@ class ExternalEngineStandIn:
         """A polite close (the engine ends the conversation)."""
         await self.connection.close(code, reason)
 
+    async def close_without_code(self) -> None:
+        """A close frame with no status code (facecast sees code 1005)."""
+        await self.connection.close(None)  # type: ignore[arg-type]  # websockets sends no code
+
     def kill(self) -> None:
         """Drop the TCP connection with no close frame (the engine process died)."""
         self.connection.transport.abort()
