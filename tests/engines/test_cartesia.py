@@ -425,6 +425,31 @@ async def test_managed_fatal_error_ends_the_session() -> None:
         assert len(c.host.end_requests) == 1
 
 
+async def test_managed_non_fatal_error_before_session_ready_is_tolerated(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="facecast.engines")
+    err = ("invalid_dynamic_variables", "ignored variable x", False)
+    async with call("agents", handshake_error=err) as c:
+        assert c.conn.call_id is not None                        # session_ready came after
+        c.engine.push_mic(numbered(SR // 10, 1000), SR)          # and the call works
+        await until(lambda: c.conn.received_pcm().size >= SR // 10, what="mic audio")
+        assert c.host.end_requests == []
+    assert any("not fatal" in r.getMessage() and "invalid_dynamic_variables" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_managed_fatal_error_before_session_ready_fails_the_start() -> None:
+    err = ("missing_dynamic_variables", "variable name is required", True)
+    async with CartesiaStandIn(persona=None, handshake_error=err) as agent:
+        engine, host = make_engine(agent.url, "agents")
+        with pytest.raises(EngineConnectionError, match=r"the agent rejected the session: "
+                                                        r"missing_dynamic_variables: variable"):
+            await engine.start()
+        await engine.close()
+        assert len(agent.connections) == 1                       # never retried
+        assert host.end_requests == [] and own_tasks() == []
+
+
 async def test_managed_client_tool_call_is_refused() -> None:
     async with call("agents") as c:
         call_id = await c.conn.send_tool_call("lookup", {"q": 1}, expects_response=True)

@@ -423,6 +423,26 @@ async def test_agents_session_create_deadline() -> None:
     assert info.value.rcvd is not None and info.value.rcvd.code == 1008
 
 
+@pytest.mark.parametrize("fatal", [False, True])
+async def test_agents_scripted_handshake_error(fatal: bool) -> None:
+    err = ("invalid_dynamic_variables", "bad variable", fatal)
+    async with CartesiaStandIn(persona=None, handshake_error=err) as agent:
+        async with websockets.connect(agent.agents_url(),
+                                      additional_headers={"X-API-Key": "k"}) as ws:
+            await ws.send(json.dumps({"type": "session_create",
+                                      "audio": {"input_format": "pcm_24000"}}))
+            error = json.loads(await asyncio.wait_for(ws.recv(), 3))
+            if fatal:
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 3)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            else:
+                ready = json.loads(await asyncio.wait_for(ws.recv(), 3))
+                assert ready["type"] == "session_ready"
+    assert error == {"type": "error", "code": "invalid_dynamic_variables",
+                     "message": "bad variable", "fatal": fatal}
+
+
 async def test_agents_barge_in_turn_events_and_mulaw(scripted: CartesiaStandIn) -> None:
     client = await open_agents(scripted, "mulaw_8000")
     conn = await scripted.next_connection()

@@ -206,8 +206,13 @@ class CartesiaEngine:
                     self._log.info("Managed Agents call %s", event.data.get("call_id"))
                 return
             if event.kind is Kind.ERROR:
-                raise EngineConnectionError(
-                    f"the agent rejected the session: {_error_text(event.data)}")
+                if event.data.get("fatal") is True:
+                    raise EngineConnectionError(
+                        f"the agent rejected the session: {_error_text(event.data)}")
+                # only fatal errors end a call; keep waiting (the connect timeout still runs)
+                self._log.warning("agent error before session_ready (not fatal): %s",
+                                  _error_text(event.data))
+                continue
             await self._dispatch(event)
 
     async def close(self) -> None:

@@ -79,6 +79,9 @@ class StandInOptions:
     line_turn_events: bool = False     # newer cartesia_version: turn_* events on Line too
     end_call_reason_in_close: bool = False  # close reason "call ended by agent, reason: X"
     agent_version_id: str = "agv_standin_1"
+    # Managed: an `error` (code, message, fatal) sent right after session_create, before
+    # session_ready; a fatal one is followed by close 1008 and no session_ready
+    handshake_error: tuple[str, str, bool] | None = None
 
 
 class _TrackedConnection(ServerConnection):

@@ -284,6 +284,12 @@ class AgentConnection:
                 await self.ws.close(1008, exc.message[:120])
                 return False
             self.start_frame = self.setup.frame
+            if self.options.handshake_error is not None:
+                code, message, fatal = self.options.handshake_error
+                await self._send(dialect.error(code, message, fatal=fatal))
+                if fatal:
+                    await self.ws.close(1008, message[:120])
+                    return False
             self.call_id = f"call_{uuid.uuid4().hex[:16]}"
             await self._send(dialect.session_ready(self.call_id, self.agent_id,
                                                    self.options.agent_version_id, self.setup))
