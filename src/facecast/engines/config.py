@@ -2,7 +2,8 @@
 
 Secrets (`access_token`, `headers`) are `SecretStr`: they are never serialised back, never stored
 in the database, and only live in memory for the session's lifetime. `public()` gives what may be
-shown in responses and stored.
+shown in responses and stored. An optional field sent as `null` takes its default, as if it were
+left out (the reference platform types e.g. `headers` as `Record<string,string> | null`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 
 def redact_url(url: str) -> str:
@@ -23,9 +32,22 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class _EngineBase(BaseModel):
+class _Strict(BaseModel):
+    """Unknown keys are refused; an optional field sent as `null` takes its default."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            data = {k: v for k, v in data.items()
+                    if not (v is None and k in fields and not fields[k].is_required())}
+        return data
+
+
+class _EngineBase(_Strict):
     def public(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -40,13 +62,11 @@ class CartesiaEngineConfig(_EngineBase):
         return {"type": self.type, "agent_id": self.agent_id, "api": self.api}
 
 
-class ExternalUserAudio(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExternalUserAudio(_Strict):
     sample_rate: Literal[16000, 24000] = 24000
 
 
-class ExternalAudio(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExternalAudio(_Strict):
     user: ExternalUserAudio = Field(default_factory=ExternalUserAudio)
 
 
@@ -80,8 +100,7 @@ class ExternalEngineConfig(_EngineBase):
                 "audio": {"user": {"sample_rate": self.audio.user.sample_rate}}}
 
 
-class TextEchoTTS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextEchoTTS(_Strict):
     voice: str = Field(default="en-us", min_length=1, max_length=64)
     rate: int = Field(default=165, ge=80, le=450, description="words per minute")
     pitch: int = Field(default=50, ge=0, le=99)
