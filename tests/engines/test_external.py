@@ -20,7 +20,7 @@ from facecast.config import Settings
 from facecast.engines.config import ExternalEngineConfig
 from facecast.engines.external import ExternalEngine
 from facecast.errors import EngineConnectionError
-from facecast.media.playout import PlaybackEvent
+from facecast.media.playout import PlaybackEvent, SpeechBuffer
 from facecast.sessions.state import EndReason, TaskState
 from facecast.testing.external_engine import ExternalEngineStandIn
 from facecast.testing.host import RecordingHost
@@ -64,9 +64,13 @@ def make_engine(url: str, host: RecordingHost, sample_rate: int = 24000,
     return engine
 
 
-async def _rig(realtime: bool, sample_rate: int = 24000) -> AsyncIterator[Rig]:
+async def _rig(realtime: bool, sample_rate: int = 24000,
+               capacity_seconds: float | None = None) -> AsyncIterator[Rig]:
     async with ExternalEngineStandIn() as engine_side:
         host = RecordingHost(mode="explicit")
+        if capacity_seconds is not None:   # a small playout buffer: facecast's queue fills up
+            host.speech = SpeechBuffer(mode="explicit", capacity_seconds=capacity_seconds)
+            host.speech.subscribe(host._on_playback)
         timeline: list[tuple[str, float, PlaybackEvent]] = []
         host.speech.subscribe(lambda ev: timeline.append((ev.kind, time.monotonic(), ev)))
         engine = make_engine(engine_side.url, host, sample_rate)
@@ -230,6 +234,41 @@ async def test_interrupt_mid_segment_reports_what_really_played(rig: Rig) -> Non
     await side.speak(tone(0.2, seed=3), uid="next")
     await side.wait_event(ENDED, segment_uid="next")
     assert rig.host.played_audio().size == int(played * SR) + int(0.2 * SR)
+
+
+async def test_interrupt_ends_the_backlog_interrupted_in_order() -> None:
+    """With a 1 s playout buffer: "a" (0.9 s) fills it and plays; "b" is created but all its
+    audio waits in facecast's queue, as do the whole of "c" and "d". An interrupt ends all four
+    interrupted, in order, and none of the queued ones is reported as heard."""
+    async for r in _rig(realtime=True, capacity_seconds=1.0):
+        side = r.engine_side
+        await side.speak(tone(0.9), uid="a", chunk_bytes=48_000)
+        await side.wait_event(STARTED, segment_uid="a")
+        await side.speak(tone(1.5, seed=1), uid="b", chunk_bytes=48_000)
+        await side.speak(tone(0.5, seed=2), uid="c", chunk_bytes=48_000)
+        await side.speak(tone(0.2, seed=3), uid="d")
+        await side.wait_event(CREATED, segment_uid="b")
+        await asyncio.sleep(0.1)
+        mark = len(side.events)
+        await side.interrupt()
+        await side.wait_event(INTERRUPTED, segment_uid="d")
+        await r.settle(0.2)
+        after = [(e.type, e.data["segment_uid"]) for e in side.events[mark:]]
+        assert after == [(INTERRUPTED, "a"),
+                         (CLOSED, "b"), (INTERRUPTED, "b"),
+                         (CREATED, "c"), (CLOSED, "c"), (INTERRUPTED, "c"),
+                         (CREATED, "d"), (CLOSED, "d"), (INTERRUPTED, "d")]
+        durations = {e["segment_uid"]: e["played_duration"] for e in side.of_type(INTERRUPTED)}
+        assert 0 < durations["a"] < 0.9
+        assert durations["b"] == durations["c"] == durations["d"] == 0
+        assert side.of_type(ENDED) == []
+        played = r.host.played_audio().size
+        assert played / SR == pytest.approx(durations["a"], abs=0.001)
+        # each segment ended exactly once, and the next reply plays cleanly
+        await side.speak(tone(0.2, seed=4), uid="next")
+        await side.wait_event(ENDED, segment_uid="next")
+        assert r.host.played_audio().size == played + int(0.2 * SR)
+        assert len(side.of_type(INTERRUPTED)) == 4
 
 
 async def test_audio_outside_a_segment_is_dropped_with_one_error(rig: Rig) -> None:

@@ -336,20 +336,28 @@ class ExternalEngine:
             self._submit(("audio", pcm[i:i + WRITE_CHUNK]))
 
     def _interrupt(self) -> None:
-        ops = list(self._ops)
+        """Barge-in: every segment not yet fully played ends interrupted, in playback order.
+
+        `clear()` ends the playing segment, the ones buffered behind it and the open one (each
+        gets `closed` if it still lacked one, then `playback.interrupted`). Segments whose
+        `create` is still in our queue (behind a full playout buffer) are then created and
+        ended the same way, with `played_duration` 0: none of them is reported as heard.
+        """
+        backlog = [op[1] for op in self._ops if op[0] == "open"]
         self._ops.clear()
         self._pending_samples = 0
         self._room.set()
-        for op in ops:
-            if op[0] != "audio":
-                self._apply_nowait(op)
         self._accepting = False
         self._carry = b""
+        self.log.info("engine interrupt (%d queued segment(s) dropped)", len(backlog))
+        speech = self.host.speech
+        speech.clear()   # ends the playing segment first: playback.interrupted goes out
+        for uid in backlog:
+            self._apply_nowait(("open", uid))   # `created`, as for any create we accepted
+            speech.clear()                      # `closed`, `playback.interrupted` (0 s)
         seg = self._current
         if seg is not None and not self._current_closed_sent:
             self._send_closed(seg)
-        self.log.info("engine interrupt")
-        self.host.speech.clear()   # ends the playing segment: playback.interrupted goes out
 
     # -- engine → facecast: applying ops in order --------------------------------------------
     def _submit(self, op: _Op) -> None:
