@@ -9,7 +9,11 @@ Three tasks per session, owned by `CartesiaEngine` and cancelled in reverse star
 - `writer`: only used when the playout buffer is full: it feeds the overflow backlog with
   `await speech.write()` (backpressure). A `clear` empties the backlog, and the chunk the writer
   holds is dropped by the buffer itself (`write` returns None after a `clear`).
-- `sender`: the user's mic, resampled to 24 kHz s16le mono and sent as base64 in 20 ms chunks.
+- `sender`: the user's mic, resampled to 24 kHz s16le mono and sent as base64 in 20 ms chunks
+  the moment it is pushed. The stream stays continuous, as both protocols expect: when no user
+  audio has been pushed for `MIC_SILENCE_GRACE` (no page, a stalled or muted track), the sender
+  pads with 20 ms chunks of silence paced at real time on the engine's clock, and stops at once
+  when user audio is pushed again.
 
 Segments and the SDK's speaking events come from the `SpeechBuffer`'s playback events, not from
 here: Cartesia has no turn markers.
@@ -43,6 +47,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from facecast.aio import cancel_and_wait
+from facecast.clock import Clock, SystemClock
 from facecast.engines.cartesia_wire import (
     CLIENT_CLOSE_REASON,
     Inbound,
@@ -72,7 +77,10 @@ logger = logging.getLogger(__name__)
 _ws_logger = logging.getLogger("facecast.engines.cartesia.ws")
 
 MIC_CHUNK_SAMPLES = SAMPLE_RATE // 50          # 20 ms at 24 kHz
+MIC_CHUNK_SECONDS = MIC_CHUNK_SAMPLES / SAMPLE_RATE
 MIC_QUEUE_SECONDS = 1.0                        # user audio waiting to be sent; oldest dropped
+MIC_SILENCE_GRACE = 0.2                        # no user audio pushed this long → send silence
+MIC_SILENCE_CATCHUP = 5                        # late silence chunks sent at once, at most
 BACKLOG_MAX_SAMPLES = 30 * SAMPLE_RATE         # agent audio beyond a full playout buffer
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 20.0
@@ -81,8 +89,10 @@ MAX_FRAME_BYTES = 16 * 2**20
 
 
 class CartesiaEngine:
-    def __init__(self, config: CartesiaEngineConfig, host: EngineHost, settings: Settings) -> None:
+    def __init__(self, config: CartesiaEngineConfig, host: EngineHost, settings: Settings, *,
+                 clock: Clock | None = None) -> None:
         self._config = config
+        self._clock: Clock = clock or SystemClock()
         self._host = host
         self._settings = settings
         self._api = config.api
@@ -100,6 +110,7 @@ class CartesiaEngine:
         self._mic_seconds = 0.0
         self._mic_ready = asyncio.Event()
         self._mic_dropped = 0
+        self._mic_last: float | None = None     # clock time of the last push_mic
         self._resampler: Resampler | None = None
         self._chunker = Chunker(MIC_CHUNK_SAMPLES)
         # agent audio path
@@ -112,7 +123,8 @@ class CartesiaEngine:
         self._odd_byte = b""
         # counters (for logs and benchmarks)
         self.frames_received = 0
-        self.mic_chunks_sent = 0
+        self.mic_chunks_sent = 0                # every audio frame sent, silence included
+        self.silence_chunks_sent = 0            # of which padding
         self.clears = 0
 
     def __repr__(self) -> str:
@@ -412,6 +424,7 @@ class CartesiaEngine:
         if sample_rate <= 0:
             raise ValueError(f"invalid sample rate {sample_rate}")
         self._mic.append((pcm.reshape(-1).copy(), sample_rate))
+        self._mic_last = self._clock.monotonic()
         self._mic_seconds += pcm.size / sample_rate
         while self._mic_seconds > MIC_QUEUE_SECONDS + 1e-9 and len(self._mic) > 1:
             old, rate = self._mic.popleft()
@@ -424,19 +437,69 @@ class CartesiaEngine:
     async def _send_loop(self) -> None:
         ws = self._ws
         assert ws is not None
+        clock = self._clock
+        if self._mic_last is None:
+            self._mic_last = clock.monotonic()
+        pad_next: float | None = None      # when the next silence chunk is due; None: not padding
         try:
             while True:
-                await self._mic_ready.wait()
-                self._mic_ready.clear()
-                while self._mic:
-                    pcm, rate = self._mic.popleft()
-                    self._mic_seconds = max(0.0, self._mic_seconds - pcm.size / rate)
-                    for chunk in self._chunker.push(self._resample(pcm, rate)):
-                        b64 = base64.b64encode(chunk.astype("<i2", copy=False).tobytes())
-                        await ws.send(audio_frame(self._api, self._stream_id, b64.decode("ascii")))
-                        self.mic_chunks_sent += 1
+                if self._mic:
+                    pad_next = None
+                    await self._send_queued_mic(ws)
+                    continue
+                now = clock.monotonic()
+                if pad_next is None and now >= self._mic_last + MIC_SILENCE_GRACE:
+                    # the user audio stopped: out with what the resampler and chunker hold, then
+                    # silence from now on (no burst for the grace period itself)
+                    await self._send_pcm(ws, self._flush_resampler())
+                    pad_next = now
+                if pad_next is not None:
+                    pad_next = max(pad_next, now - (MIC_SILENCE_CATCHUP - 1) * MIC_CHUNK_SECONDS)
+                    while pad_next <= now and not self._mic:
+                        self.silence_chunks_sent += await self._send_pcm(
+                            ws, np.zeros(MIC_CHUNK_SAMPLES, dtype=np.int16))
+                        pad_next += MIC_CHUNK_SECONDS
+                    due = pad_next
+                else:
+                    due = self._mic_last + MIC_SILENCE_GRACE
+                await self._wait_mic(due)
         except ConnectionClosed:
             return   # the reader reports why
+
+    async def _send_queued_mic(self, ws: ClientConnection) -> None:
+        while self._mic:
+            pcm, rate = self._mic.popleft()
+            self._mic_seconds = max(0.0, self._mic_seconds - pcm.size / rate)
+            await self._send_pcm(ws, self._resample(pcm, rate))
+
+    async def _send_pcm(self, ws: ClientConnection, pcm: np.ndarray) -> int:
+        """Cut 24 kHz audio into 20 ms chunks and send the whole ones; returns how many."""
+        chunks = self._chunker.push(pcm)
+        for chunk in chunks:
+            b64 = base64.b64encode(chunk.astype("<i2", copy=False).tobytes())
+            await ws.send(audio_frame(self._api, self._stream_id, b64.decode("ascii")))
+            self.mic_chunks_sent += 1
+        return len(chunks)
+
+    async def _wait_mic(self, due: float) -> None:
+        """Until user audio is pushed or the clock reaches `due`."""
+        delay = due - self._clock.monotonic()
+        if self._mic or delay <= 0:
+            return
+        self._mic_ready.clear()
+        handle = self._clock.call_later(delay, self._mic_ready.set)
+        try:
+            await self._mic_ready.wait()
+        finally:
+            handle.cancel()
+
+    def _flush_resampler(self) -> np.ndarray:
+        """The samples the resampler still holds; it starts afresh with the next user audio."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.int16)
+        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        self._resampler.reset()
+        return tail
 
     def _resample(self, pcm: np.ndarray, rate: int) -> np.ndarray:
         if self._resampler is None or self._resampler.in_rate != rate:
