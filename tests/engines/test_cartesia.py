@@ -80,10 +80,10 @@ class Call:
 
 
 def make_engine(url: str, api: str = "line", token: str = TOKEN, timeout: float = 3.0,
-                host: RecordingHost | None = None,
-                clock: Clock | None = None) -> tuple[CartesiaEngine, RecordingHost]:
+                host: RecordingHost | None = None, clock: Clock | None = None,
+                agent_id: str = "agent_1") -> tuple[CartesiaEngine, RecordingHost]:
     host = host or RecordingHost(session_id="sess_cartesia")
-    config = CartesiaEngineConfig(type="cartesia", agent_id="agent_1",
+    config = CartesiaEngineConfig(type="cartesia", agent_id=agent_id,
                                   access_token=SecretStr(token), api=api)  # type: ignore[arg-type]
     settings = Settings(cartesia_url=url, engine_connect_timeout=timeout)
     engine = CartesiaEngine(config, host, settings, clock=clock)
@@ -460,6 +460,19 @@ async def test_managed_client_tool_call_is_refused() -> None:
         await c.conn.wait_for("client_tool_result")
         result = c.conn.frames_in[-1]
         assert result["tool_call_id"] == call_id and result["is_error"] is True
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_agent_ids_with_reserved_characters_reach_the_agent(api: str) -> None:
+    async with CartesiaStandIn(persona=None) as agent:
+        engine, _ = make_engine(agent.url, api, agent_id="org:agent.1")
+        try:
+            await engine.start()                               # sent as org%3Aagent.1
+            conn = await agent.next_connection()
+            assert conn.agent_id == "org:agent.1"
+            assert agent.rejected == []
+        finally:
+            await engine.close()
 
 
 async def test_managed_api_key_goes_in_a_header() -> None:

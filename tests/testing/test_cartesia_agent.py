@@ -170,6 +170,24 @@ async def test_without_configured_token_any_credential_works_but_none_does_not(
         await scripted.next_connection()
 
 
+@pytest.mark.parametrize("protocol", ["line", "agents"])
+async def test_percent_encoded_agent_ids_are_decoded(scripted: CartesiaStandIn,
+                                                     protocol: str) -> None:
+    path = "/agents/stream/" if protocol == "line" else "/v1/agents/websocket/"
+    for raw, agent_id in [("org%3Aagent.1", "org:agent.1"), ("org:agent.1", "org:agent.1"),
+                          ("a%20b%2Fc%C3%A9", "a b/cé")]:
+        async with websockets.connect(scripted.url + path + raw,
+                                      additional_headers={"X-API-Key": "k"}):
+            conn = await scripted.next_connection()
+        assert (conn.protocol, conn.agent_id) == (protocol, agent_id)
+    url = scripted.line_url("org:x.1") if protocol == "line" else scripted.agents_url("org:x.1")
+    assert "org%3Ax.1" in url
+    for bad in ["%FF", "a/b", ""]:                               # not UTF-8, two segments, none
+        with pytest.raises(InvalidStatus) as info:
+            await websockets.connect(scripted.url + path + bad, additional_headers={"X-API-Key": "k"})
+        assert info.value.response.status_code == 404
+
+
 @pytest.mark.parametrize("first", [
     {"event": "media_input", "stream_id": "s1", "media": {"payload": ""}},
     {"event": "start", "config": {"input_format": "opus_48000"}},

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -43,7 +43,7 @@ from websockets.http11 import Request, Response
 from facecast.clock import Clock, SystemClock
 from facecast.testing.call_media import Speech
 from facecast.testing.cartesia_call import AgentConnection, ConnEvent
-from facecast.testing.cartesia_wire import AGENTS_PATH, LINE_PATH, Protocol
+from facecast.testing.cartesia_wire import Protocol, match_path
 from facecast.testing.persona import DEFAULT_PERSONA, ParrotPersona, Persona
 from facecast.testing.vad import VadConfig
 
@@ -112,12 +112,13 @@ def _credential(protocol: Protocol, headers: Headers,
 
 def _route(path: str) -> tuple[Protocol, str, dict[str, str]] | None:
     route, _, qs = path.partition("?")
-    query = dict(parse_qsl(qs, keep_blank_values=True))
-    if m := LINE_PATH.fullmatch(route):
-        return "line", m["agent_id"], query
-    if m := AGENTS_PATH.fullmatch(route):
-        return "agents", m["agent_id"], query
-    return None
+    try:
+        matched = match_path(route)
+    except UnicodeDecodeError:       # a percent-encoded agent id that is not UTF-8
+        return None
+    if matched is None:
+        return None
+    return matched[0], matched[1], dict(parse_qsl(qs, keep_blank_values=True))
 
 
 class CartesiaStandIn:
@@ -151,10 +152,10 @@ class CartesiaStandIn:
         return f"ws://{self.host}:{self.port}"
 
     def line_url(self, agent_id: str = "agent_standin") -> str:
-        return f"{self.url}/agents/stream/{agent_id}"
+        return f"{self.url}/agents/stream/{quote(agent_id, safe='')}"
 
     def agents_url(self, agent_id: str = "agent_standin") -> str:
-        return f"{self.url}/v1/agents/websocket/{agent_id}"
+        return f"{self.url}/v1/agents/websocket/{quote(agent_id, safe='')}"
 
     async def start(self) -> CartesiaStandIn:
         self._server = await serve(

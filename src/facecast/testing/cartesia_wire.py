@@ -13,13 +13,15 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import numpy as np
 
 Protocol = Literal["line", "agents"]
 
-LINE_PATH = re.compile(r"/agents/stream/(?P<agent_id>[A-Za-z0-9_.:-]+)")
-AGENTS_PATH = re.compile(r"/v1/agents/websocket/(?P<agent_id>[A-Za-z0-9_.:-]+)")
+# The agent id is one path segment, percent-encoded by clients (`org:agent.1` → `org%3Aagent.1`)
+LINE_PATH = re.compile(r"/agents/stream/(?P<agent_id>[^/?#]+)")
+AGENTS_PATH = re.compile(r"/v1/agents/websocket/(?P<agent_id>[^/?#]+)")
 
 INPUT_FORMATS: dict[str, tuple[str, int]] = {
     "pcm_16000": ("pcm", 16000),
@@ -40,6 +42,17 @@ class WireError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def match_path(path: str) -> tuple[Protocol, str] | None:
+    """(protocol, decoded agent id) for an agent endpoint path (no query), else None."""
+    routes: tuple[tuple[Protocol, re.Pattern[str]], ...] = (("line", LINE_PATH),
+                                                            ("agents", AGENTS_PATH))
+    for protocol, pattern in routes:
+        if m := pattern.fullmatch(path):
+            agent_id = unquote(m["agent_id"], errors="strict")
+            return (protocol, agent_id) if agent_id else None
+    return None
 
 
 # -- G.711 mu-law -------------------------------------------------------------------------------
