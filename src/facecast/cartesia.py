@@ -1,7 +1,14 @@
-"""Minting Cartesia access tokens (what a product backend does before creating a session).
+"""Minting Cartesia access tokens for Line agents (what a product backend does first).
 
 `POST {base}/access-token` with the Cartesia API key returns a short-lived token that lets a
-client talk to agents (`grants.agent`). facecast sessions take that token, never the API key.
+client talk to agents (`grants.agent`). A session with `api: "line"` takes that token as its
+`access_token`, and the engine sends it as `Authorization: Bearer <token>`, so the API key stays
+in the backend.
+
+Managed Agents (`api: "agents"`) do not use this token: their `access_token` is a session token
+the backend gets from `POST /v1/agents/websocket/{agent_id}/sessions` (sent by the engine as the
+`access_token` query parameter) or a server API key `sk_car_...` (sent as `X-API-Key`); see
+`facecast.engines.cartesia_wire.build_target`. Nothing here mints Managed session tokens.
 
 The `facecast cartesia token --api-key KEY [--expires-in N]` command is `token_cli`; the CLI
 passes `CARTESIA_API_KEY` from its own environment as `env_api_key` (code outside the CLI and

@@ -131,6 +131,7 @@ async def test_handshake_and_mic_audio_reaches_the_agent(api: str) -> None:
         else:
             assert c.conn.auth == "access_token"                 # a token, not an API key
             assert c.conn.query["access_token"] == TOKEN
+            assert "X-API-Key" not in headers and "Authorization" not in headers
             assert headers["Cartesia-Version"] == "2026-08-14"
             assert c.conn.setup is not None
             assert c.conn.setup.frame == {"type": "session_create",

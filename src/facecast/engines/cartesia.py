@@ -18,9 +18,11 @@ Three tasks per session, owned by `CartesiaEngine` and cancelled in reverse star
 Segments and the SDK's speaking events come from the `SpeechBuffer`'s playback events, not from
 here: Cartesia has no turn markers.
 
-Credentials (see `cartesia_wire.build_target`): Line gets `Authorization: Bearer <token>`;
-Managed Agents gets an API key (`sk_car_...`) as `X-API-Key` and any other token as the
-`access_token` query parameter (the only place it accepts one), which is masked in every log.
+Credentials (see `cartesia_wire.build_target`): Line gets `Authorization: Bearer <token>` (an
+`/access-token` token or an API key); Managed Agents gets an API key (`sk_car_...`) as
+`X-API-Key` and any other value (the session token from
+`POST /v1/agents/websocket/{agent_id}/sessions`) as the `access_token` query parameter, the only
+place it accepts one, masked in every log.
 HTTP redirects are never followed (they would carry the credential header to another host): a
 3xx is a refused upgrade, like a 401.
 Managed audio is asked for at `speaking_pace`, like Line, so a `clear` never trails seconds of

@@ -90,8 +90,9 @@ def build_target(api: Api, base_url: str, agent_id: str, token: str, *, line_ver
     """The agent URL and handshake headers for `api`.
 
     Line: `Authorization: Bearer <token>` (fits both an access token and an API key).
-    Managed: an API key (`sk_car_...`) goes in `X-API-Key`, the server way; anything else is an
-    access/session token, which Managed Agents only accepts as the `access_token` query parameter.
+    Managed: an API key (`sk_car_...`) goes in `X-API-Key`, the server way; anything else is a
+    session token (from `POST /v1/agents/websocket/{agent_id}/sessions`), which Managed Agents
+    only accepts as the `access_token` query parameter.
     """
     base = base_url.rstrip("/")
     agent = quote(agent_id, safe="")
