@@ -459,6 +459,40 @@ async def test_close_is_idempotent_and_silent(rig: Rig) -> None:
     assert rig.host.end_requests == []
 
 
+async def test_session_teardown_reports_the_cut_segments_then_closes(rig: Rig) -> None:
+    side = rig.engine_side
+    await side.speak(tone(0.4), uid="done")
+    await side.wait_event(ENDED, segment_uid="done")
+    await side.speak(tone(1.0), uid="playing")                      # closed, then playing
+    await side.speak(tone(3.0, seed=1), uid="waiting", close=False)  # open, buffered behind it
+    await side.wait_event(STARTED, segment_uid="playing")
+    await asyncio.sleep(0.3)
+    mark = len(side.events)
+    await rig.engine.close()                                  # the session ends (DELETE, timeout)
+    await side.wait_disconnected()
+    after = [(e.type, e.data["segment_uid"]) for e in side.events[mark:]]
+    assert after == [(INTERRUPTED, "playing"), (CLOSED, "waiting"), (INTERRUPTED, "waiting")]
+    durations = {e["segment_uid"]: e["played_duration"] for e in side.of_type(INTERRUPTED)}
+    assert 0.2 < durations["playing"] < 1.0 and durations["waiting"] == 0
+    assert side.connection.close_code == 1000 and side.connection.close_reason == "session ended"
+
+
+async def test_teardown_with_a_frozen_engine_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that stopped reading (full send buffers) holds teardown back by at most the
+    close timeout plus 0.1 s for the last events, not until the keepalive gives up."""
+    monkeypatch.setattr(ExternalEngine, "close_timeout", 0.2)
+    async for r in _rig(realtime=True):
+        await r.engine_side.speak(tone(2.0), uid="long", close=False)
+        await r.engine_side.wait_event(STARTED)
+        r.engine_side.freeze()
+        for _ in range(30):                                   # fill every buffer on the way
+            r.engine.on_sdk_message("x" * 1_000_000)
+            await asyncio.sleep(0.005)
+        t0 = time.monotonic()
+        await r.engine.close()
+        assert time.monotonic() - t0 < 0.2 + 0.1 + 0.3
+
+
 async def test_interrupt_is_not_held_back_by_a_full_playout_buffer(rig: Rig) -> None:
     """130 s sent at once: 120 s fill the playout buffer, the rest waits in facecast's queue;
     an interrupt still acts at once and nothing of the queued audio plays afterwards."""

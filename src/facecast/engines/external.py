@@ -56,6 +56,7 @@ MAX_PENDING_SAMPLES = 30 * SAMPLE_RATE     # queued beyond the playout buffer be
 MAX_PENDING_OPS = 10_000
 MIC_QUEUE_FRAMES = 50                      # 1 s of mic audio; the oldest frame is dropped
 CONTROL_QUEUE = 1024
+FAREWELL_TIMEOUT = 0.1                     # teardown waits at most this long for our last events
 NORMAL_CLOSE_CODES = (1000, 1001, 1005)
 PROTOCOL_CLOSE_CODES = (1002, 1007, 1009)   # facecast refused the engine's data
 
@@ -108,6 +109,7 @@ class ExternalEngine:
         self._room = asyncio.Event()
         self._room.set()
         self._current: Segment | None = None   # the segment facecast last opened for the engine
+        self._live: dict[str, Segment] = {}    # opened for the engine and not ended, in order
         self._current_closed_sent = True
         self._dropped_error_sent = False
         # facecast → engine
@@ -166,11 +168,40 @@ class ExternalEngine:
         await cancel_and_wait(self._tasks, self.log, "external engine task")
         self._tasks.clear()
         if self._ws is not None:
+            await self._farewell(self._ws)
             try:
-                await self._ws.close(1000, "session ended")
+                # bounded: websockets' close() waits without limit for a send buffer that a
+                # frozen engine never drains
+                async with asyncio.timeout(self.close_timeout):
+                    await self._ws.close(1000, "session ended")
+            except TimeoutError:
+                self.log.warning("external engine did not take our close frame: connection dropped")
+                self._ws.transport.abort()
             except Exception as exc:  # closing a dead socket: nothing left to do
                 self.log.debug("close: %r", exc)
         self.log.info("disconnected from external engine")
+
+    async def _farewell(self, ws: ClientConnection) -> None:
+        """Session teardown, best effort within `FAREWELL_TIMEOUT`: the events still queued,
+        then, for every segment that has not ended, `closed` (if still open) and
+        `playback.interrupted` with what the media clock had read of it. Mic audio is not sent."""
+        now = time.time()
+        frames = list(self._control)
+        self._control.clear()
+        for seg in self._live.values():
+            ids = {"segment_id": seg.id, "segment_uid": seg.uid}
+            if seg is self._current and not self._current_closed_sent:
+                frames.append(json.dumps({"type": "avatar.speech.segment.closed", **ids}))
+            frames.append(json.dumps({"type": "avatar.speech.segment.playback.interrupted", **ids,
+                                      "played_duration": round(seg.played_duration, 4),
+                                      "timestamp": now}))
+        self._live.clear()
+        try:
+            async with asyncio.timeout(FAREWELL_TIMEOUT):
+                for frame in frames:
+                    await ws.send(frame)
+        except (TimeoutError, ConnectionClosed) as exc:
+            self.log.info("teardown events not all sent to the engine: %r", exc)
 
     # -- facecast → engine -------------------------------------------------------------------
     def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None:
@@ -223,6 +254,8 @@ class ExternalEngine:
 
     def on_playback(self, event: PlaybackEvent) -> None:
         seg = event.segment
+        if event.kind == "ended":
+            self._live.pop(seg.id, None)
         ids = {"segment_id": seg.id, "segment_uid": seg.uid}
         if event.kind == "started":
             self._send_json({"type": "avatar.speech.segment.playback.started", **ids,
@@ -336,13 +369,9 @@ class ExternalEngine:
             self._submit(("audio", pcm[i:i + WRITE_CHUNK]))
 
     def _interrupt(self) -> None:
-        """Barge-in: every segment not yet fully played ends interrupted, in playback order.
-
-        `clear()` ends the playing segment, the ones buffered behind it and the open one (each
-        gets `closed` if it still lacked one, then `playback.interrupted`). Segments whose
-        `create` is still in our queue (behind a full playout buffer) are then created and
-        ended the same way, with `played_duration` 0: none of them is reported as heard.
-        """
+        """Barge-in: every segment not fully played ends interrupted, in playback order:
+        `clear()` ends the playing one, those buffered behind it and the open one; segments whose
+        `create` still waits in our queue are then created and ended the same way (0 s played)."""
         backlog = [op[1] for op in self._ops if op[0] == "open"]
         self._ops.clear()
         self._pending_samples = 0
@@ -377,6 +406,7 @@ class ExternalEngine:
         speech = self.host.speech
         if kind == "open":
             self._current = speech.open(arg)
+            self._live[self._current.id] = self._current
             self._current_closed_sent = False
             self._dropped_error_sent = False
             self._send_json({"type": "avatar.speech.segment.created",
@@ -431,14 +461,10 @@ class ExternalEngine:
 
     # -- the end -----------------------------------------------------------------------------
     async def _engine_gone(self, ws: ClientConnection) -> None:
-        """The engine socket closed after a successful connect: the agent has left.
-
-        Whatever the cause (any close code, a dropped connection, a ping timeout) the session
-        ends `agent_left`, with the cause in the end message. After a polite close (1000, 1001,
-        no code) what the engine sent still plays out first; otherwise it is dropped. Only when
-        facecast itself closed the socket because the engine broke the protocol (a frame over
-        the size limit, an invalid frame) is it an `engine_error`.
-        """
+        """The engine socket closed after a successful connect: the agent has left, whatever the
+        cause (any close code, dropped, ping timeout), which the end message names. After a polite
+        close (1000, 1001, no code) its queued speech plays out first. Only facecast closing the
+        socket on a protocol violation (frame too large, invalid data) is an `engine_error`."""
         closed = ws.close_exc
         rcvd, sent = closed.rcvd, closed.sent
         ours_first = sent is not None and closed.rcvd_then_sent is not True   # we closed it
