@@ -67,6 +67,19 @@ async def test_tasks_are_spoken_in_order_with_states(
     assert not host.end_requests
 
 
+async def test_a_text_with_nothing_to_say_ends_in_its_turn(
+        rig: tuple[RecordingHost, TextEchoEngine]) -> None:
+    """Whitespace synthesises to no audio; its task still ends after the ones before it."""
+    host, engine = rig
+    await engine.submit_task("t1", "One two three.")
+    await engine.submit_task("blank", " \n\t ")
+    await engine.submit_task("t3", "Four.")
+    await wait_states(host, 9)
+    assert host.task_states[3:] == [("t1", S), ("t1", D), ("blank", S), ("blank", D),
+                                    ("t3", S), ("t3", D)]
+    assert not host.end_requests
+
+
 async def test_interrupt_cancels_the_speaking_task_and_the_next_one_plays(
         rig: tuple[RecordingHost, TextEchoEngine]) -> None:
     host, engine = rig

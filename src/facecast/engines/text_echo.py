@@ -4,7 +4,7 @@ Tasks are spoken in submission order, one explicit segment per task (`segment_ui
 Synthesis runs off the event loop (`facecast.media.tts.synthesize_async`) and the next task is
 synthesised while the current one plays, so queued tasks follow each other without a gap.
 Task states: `queued` on submit, `speaking` when its segment starts playing, `done` when it ends
-normally, `cancelled` when it is interrupted (`SpeechBuffer.clear()`), fails to synthesise, or the
+normally (a text with nothing to say plays one frame of silence, so it too ends in its turn), `cancelled` when it is interrupted (`SpeechBuffer.clear()`), fails to synthesise, or the
 engine closes first. The mic is ignored.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from facecast.engines.config import TextEchoEngineConfig
 from facecast.errors import EngineConnectionError
 from facecast.media import tts
-from facecast.media.audio import SAMPLE_RATE
+from facecast.media.audio import SAMPLE_RATE, SAMPLES_PER_FRAME
 from facecast.media.playout import NoOpenSegment, PlaybackEvent
 from facecast.sessions.state import TaskState
 
@@ -126,6 +126,10 @@ class TextEchoEngine:
                           exc.message, extra=self._extra)
                 self._finish(task_id, TaskState.CANCELLED)
                 continue
+            if not pcm.size:
+                # nothing to say (whitespace): a frame of silence keeps the task in its turn, as an
+                # empty segment would end at once, before the tasks queued ahead of it
+                pcm = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
             await self._speak(task_id, pcm)
 
     async def _speak(self, task_id: str, pcm: np.ndarray) -> None:
