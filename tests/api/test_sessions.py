@@ -141,6 +141,13 @@ async def test_unknown_session_is_404(ctx: AppCtx) -> None:
     assert r.status_code == 404
 
 
+async def test_unknown_tts_voice_is_400_located_field_by_field(ctx: AppCtx) -> None:
+    r = await ctx.client.post("/api/v1/sessions", headers=ctx.auth, json={
+        "conversation_engine": {"type": "text-echo", "tts": {"voice": "no-such-voice"}}})
+    assert r.status_code == 400 and r.json()["code"] == "unknown_voice"
+    assert r.json()["detail"][0]["loc"] == ["body", "conversation_engine", "tts", "voice"]
+
+
 async def test_optional_fields_sent_as_null_take_their_defaults(ctx: AppCtx) -> None:
     s = await ctx.create_session(avatar_id=None, background=None, render_model=None,
                                  user_absent_timeout=None, max_duration=None)
@@ -169,8 +176,10 @@ async def test_tasks_recorded_for_cartesia(ctx: AppCtx) -> None:
     assert info["tasks"] == [{"task_id": task_id, "text": "hello there", "state": "recorded",
                               "created_at": info["tasks"][0]["created_at"],
                               "updated_at": info["tasks"][0]["updated_at"]}]
-    r = await ctx.client.post(f"/api/v1/sessions/{sid}/tasks", json={"text": ""}, headers=ctx.auth)
-    assert r.status_code == 422
+    for blank in ("", "  \n\t "):
+        r = await ctx.client.post(f"/api/v1/sessions/{sid}/tasks", json={"text": blank},
+                                  headers=ctx.auth)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
     # the task reaches the engine once a user has joined
     await ctx.manager.join(sid, FakePeer("p1"))
     await ctx.manager.settle()

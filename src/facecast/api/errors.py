@@ -42,7 +42,7 @@ def error_response(status: int, code: str, message: str, *, field: str | None = 
                    loc_root: str = "body", detail: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     if detail is None:
-        loc: list[str | int] = [loc_root, field] if field else []
+        loc: list[str | int] = [loc_root, *field.split(".")] if field else []
         detail = [{"loc": loc, "msg": message, "type": code}]
     return JSONResponse({"code": code, "message": message, "detail": detail},
                         status_code=status, headers=headers)

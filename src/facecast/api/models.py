@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from facecast.engines.config import EngineConfig
 
@@ -44,7 +44,14 @@ class CreateSessionResponse(BaseModel):
 class CreateTaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=5000, pattern=r"^[^\x00]*$",
-                      description="what the avatar should say (no NUL characters)")
+                      description="what the avatar should say (no NUL characters, not blank)")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the text has nothing to say (only whitespace)")
+        return value
 
 
 class CreateTaskResponse(BaseModel):
