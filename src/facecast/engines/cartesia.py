@@ -13,7 +13,8 @@ Three tasks per session, owned by `CartesiaEngine` and cancelled in reverse star
   the moment it is pushed. The stream stays continuous, as both protocols expect: when no user
   audio has been pushed for `MIC_SILENCE_GRACE` (no page, a stalled or muted track), the sender
   pads with 20 ms chunks of silence paced at real time on the engine's clock, and stops at once
-  when user audio is pushed again.
+  when user audio is pushed again. The queueing, resampling, chunking and padding are
+  `MicStream`'s (`engines/mic.py`); the sender only frames each chunk for the wire.
 
 Segments and the SDK's speaking events come from the `SpeechBuffer`'s playback events, not from
 here: Cartesia has no turn markers.
@@ -64,9 +65,10 @@ from facecast.engines.cartesia_wire import (
     parse_frame,
     tool_refusal_frame,
 )
+from facecast.engines.mic import MicStream
 from facecast.engines.wsconnect import connect_no_redirects
 from facecast.errors import EngineConnectionError
-from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
+from facecast.media.audio import SAMPLE_RATE
 from facecast.sessions.state import EndReason, TaskState
 
 if TYPE_CHECKING:
@@ -107,14 +109,10 @@ class CartesiaEngine:
         self._closing = False
         self._closed = False
         self._ended = False
-        # mic path
-        self._mic: deque[tuple[np.ndarray, int]] = deque()
-        self._mic_seconds = 0.0
-        self._mic_ready = asyncio.Event()
-        self._mic_dropped = 0
-        self._mic_last: float | None = None     # clock time of the last push_mic
-        self._resampler: Resampler | None = None
-        self._chunker = Chunker(MIC_CHUNK_SAMPLES)
+        self._mic = MicStream(
+            rate=SAMPLE_RATE, chunk_seconds=MIC_CHUNK_SECONDS, queue_seconds=MIC_QUEUE_SECONDS,
+            pad_silence=True, grace=MIC_SILENCE_GRACE, catchup=MIC_SILENCE_CATCHUP,
+            clock=self._clock, log=self._log)
         # agent audio path
         self._backlog: deque[np.ndarray] = deque()
         self._backlog_samples = 0
@@ -125,9 +123,7 @@ class CartesiaEngine:
         self._odd_byte = b""
         # counters (for logs and benchmarks)
         self.frames_received = 0
-        self.mic_chunks_sent = 0                # every audio frame sent, silence included
-        self.silence_chunks_sent = 0            # of which padding
-        self.clears = 0
+        self.clears = 0                         # mic counters: the properties below
 
     def __repr__(self) -> str:
         return (f"CartesiaEngine(session_id={self._host.session_id!r}, api={self._api!r}, "
@@ -419,96 +415,32 @@ class CartesiaEngine:
     # -- us → server -------------------------------------------------------------------------
     def push_mic(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Queue user audio (int16 mono). Never blocks; drops the oldest audio when full."""
-        if self._closed or pcm.size == 0:
+        if self._closed:
             return
-        if pcm.dtype != np.int16:
-            raise TypeError(f"expected int16 PCM, got {pcm.dtype}")
-        if sample_rate <= 0:
-            raise ValueError(f"invalid sample rate {sample_rate}")
-        self._mic.append((pcm.reshape(-1).copy(), sample_rate))
-        self._mic_last = self._clock.monotonic()
-        self._mic_seconds += pcm.size / sample_rate
-        while self._mic_seconds > MIC_QUEUE_SECONDS + 1e-9 and len(self._mic) > 1:
-            old, rate = self._mic.popleft()
-            self._mic_seconds -= old.size / rate
-            self._mic_dropped += 1
-            self._log.debug("mic queue full: dropped %d ms of user audio (%d so far)",
-                            old.size * 1000 // rate, self._mic_dropped)
-        self._mic_ready.set()
+        self._mic.push(pcm, sample_rate)
 
     async def _send_loop(self) -> None:
         ws = self._ws
         assert ws is not None
-        clock = self._clock
-        if self._mic_last is None:
-            self._mic_last = clock.monotonic()
-        pad_next: float | None = None      # when the next silence chunk is due; None: not padding
+
+        async def send(chunk: np.ndarray) -> None:
+            b64 = base64.b64encode(chunk.astype("<i2", copy=False).tobytes())
+            await ws.send(audio_frame(self._api, self._stream_id, b64.decode("ascii")))
+
         try:
-            while True:
-                if self._mic:
-                    pad_next = None
-                    await self._send_queued_mic(ws)
-                    continue
-                now = clock.monotonic()
-                if pad_next is None and now >= self._mic_last + MIC_SILENCE_GRACE:
-                    # the user audio stopped: out with what the resampler and chunker hold, then
-                    # silence from now on (no burst for the grace period itself)
-                    await self._send_pcm(ws, self._flush_resampler())
-                    pad_next = now
-                if pad_next is not None:
-                    pad_next = max(pad_next, now - (MIC_SILENCE_CATCHUP - 1) * MIC_CHUNK_SECONDS)
-                    while pad_next <= now and not self._mic:
-                        self.silence_chunks_sent += await self._send_pcm(
-                            ws, np.zeros(MIC_CHUNK_SAMPLES, dtype=np.int16))
-                        pad_next += MIC_CHUNK_SECONDS
-                    due = pad_next
-                else:
-                    due = self._mic_last + MIC_SILENCE_GRACE
-                await self._wait_mic(due)
+            await self._mic.run(send)
         except ConnectionClosed:
             return   # the reader reports why
 
-    async def _send_queued_mic(self, ws: ClientConnection) -> None:
-        while self._mic:
-            pcm, rate = self._mic.popleft()
-            self._mic_seconds = max(0.0, self._mic_seconds - pcm.size / rate)
-            await self._send_pcm(ws, self._resample(pcm, rate))
+    @property
+    def mic_chunks_sent(self) -> int:
+        """Every audio frame sent, silence included."""
+        return self._mic.chunks_sent
 
-    async def _send_pcm(self, ws: ClientConnection, pcm: np.ndarray) -> int:
-        """Cut 24 kHz audio into 20 ms chunks and send the whole ones; returns how many."""
-        chunks = self._chunker.push(pcm)
-        for chunk in chunks:
-            b64 = base64.b64encode(chunk.astype("<i2", copy=False).tobytes())
-            await ws.send(audio_frame(self._api, self._stream_id, b64.decode("ascii")))
-            self.mic_chunks_sent += 1
-        return len(chunks)
-
-    async def _wait_mic(self, due: float) -> None:
-        """Until user audio is pushed or the clock reaches `due`."""
-        delay = due - self._clock.monotonic()
-        if self._mic or delay <= 0:
-            return
-        self._mic_ready.clear()
-        handle = self._clock.call_later(delay, self._mic_ready.set)
-        try:
-            await self._mic_ready.wait()
-        finally:
-            handle.cancel()
-
-    def _flush_resampler(self) -> np.ndarray:
-        """The samples the resampler still holds; it starts afresh with the next user audio."""
-        if self._resampler is None:
-            return np.zeros(0, dtype=np.int16)
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
-        self._resampler.reset()
-        return tail
-
-    def _resample(self, pcm: np.ndarray, rate: int) -> np.ndarray:
-        if self._resampler is None or self._resampler.in_rate != rate:
-            if self._resampler is not None:
-                self._log.info("mic sample rate changed %d → %d Hz", self._resampler.in_rate, rate)
-            self._resampler = Resampler(rate, SAMPLE_RATE, quality=MIC_RESAMPLE_QUALITY)
-        return self._resampler.process(pcm)
+    @property
+    def silence_chunks_sent(self) -> int:
+        """Of `mic_chunks_sent`, the silence padding."""
+        return self._mic.silence_chunks_sent
 
     # -- the rest of the Engine protocol -----------------------------------------------------
     async def submit_task(self, task_id: str, text: str) -> None:
