@@ -57,12 +57,17 @@ async def mute_and_settle(page: Any, conn: Any, timeout: float = 15.0) -> None:
     """Mute the page's mic, then wait until the agent `conn` hears silence: no user turn open and
     the last 0.4 s it received quiet. Mic audio already in flight when the mic was muted could
     otherwise open a user turn (a barge-in) just as the test makes the agent speak."""
-    assert await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()") is False
     rate = conn.sample_rate
+    at_mute = conn.received_pcm().size
+    assert await page.evaluate("window.facecastDemo.avatar.toggleLocalAudio()") is False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tail = conn.received_pcm()[-int(0.4 * rate):]
-        if not conn.user_speaking and tail.size and np.abs(tail.astype(np.int32)).max() < 300:
+        # judge only audio the agent received well after the mute: what was captured just
+        # before it may still be on its way (browser, jitter buffer, engine)
+        after = conn.received_pcm()[at_mute:]
+        tail = after[-int(0.4 * rate):]
+        if (after.size >= 0.7 * rate and not conn.user_speaking
+                and np.abs(tail.astype(np.int32)).max() < 300):
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"the agent still hears the mic {timeout} s after muting it")

@@ -235,6 +235,8 @@ async def test_an_end_the_database_refuses_is_retried_and_shown_meanwhile(ctx: A
         assert RecordingRuntime.instances[0].stopped is not None
         listed = (await ctx.client.get("/api/v1/sessions", headers=ctx.auth)).json()
         assert [(s["session_id"], s["state"]) for s in listed["sessions"]] == [(sid, "ended")]
+        active = (await ctx.client.get("/api/v1/sessions?state=active", headers=ctx.auth)).json()
+        assert active["sessions"] == []
 
         async def stored() -> SessionRow:
             async with ctx.manager.db.session() as s:

@@ -66,7 +66,7 @@ from facecast.engines.cartesia_wire import (
     tool_refusal_frame,
 )
 from facecast.engines.mic import MicStream
-from facecast.engines.wsconnect import connect_no_redirects
+from facecast.engines.wsconnect import close_bounded, connect_no_redirects
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import SAMPLE_RATE
 from facecast.sessions.state import EndReason, TaskState
@@ -236,10 +236,7 @@ class CartesiaEngine:
                 task.cancel()
         ws = self._ws
         if ws is not None:
-            try:
-                await ws.close(1000, CLIENT_CLOSE_REASON)
-            except Exception as exc:  # the socket may already be gone
-                self._log.debug("close: %r", exc)
+            await close_bounded(ws, 1000, CLIENT_CLOSE_REASON, CLOSE_TIMEOUT, self._log)
         await cancel_and_wait(self._tasks, self._log)
         self._tasks.clear()
         self._mic.clear()
@@ -251,10 +248,7 @@ class CartesiaEngine:
         self._closing = True
         ws, self._ws = self._ws, None
         if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(1000, CLIENT_CLOSE_REASON), CLOSE_TIMEOUT)
-            except Exception as exc:
-                self._log.debug("abort close: %r", exc)
+            await close_bounded(ws, 1000, CLIENT_CLOSE_REASON, CLOSE_TIMEOUT, self._log)
         self._closed = True
 
     def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> None:

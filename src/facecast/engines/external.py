@@ -33,7 +33,7 @@ from websockets.exceptions import (
 
 from facecast.aio import cancel_and_wait
 from facecast.engines.config import ExternalEngineConfig, redact_url
-from facecast.engines.wsconnect import connect_no_redirects
+from facecast.engines.wsconnect import close_bounded, connect_no_redirects
 from facecast.errors import EngineConnectionError
 from facecast.media.audio import MIC_RESAMPLE_QUALITY, SAMPLE_RATE, Chunker, Resampler
 from facecast.media.playout import NoOpenSegment, PlaybackEvent, Segment
@@ -169,16 +169,7 @@ class ExternalEngine:
         self._tasks.clear()
         if self._ws is not None:
             await self._farewell(self._ws)
-            try:
-                # bounded: websockets' close() waits without limit for a send buffer that a
-                # frozen engine never drains
-                async with asyncio.timeout(self.close_timeout):
-                    await self._ws.close(1000, "session ended")
-            except TimeoutError:
-                self.log.warning("external engine did not take our close frame: connection dropped")
-                self._ws.transport.abort()
-            except Exception as exc:  # closing a dead socket: nothing left to do
-                self.log.debug("close: %r", exc)
+            await close_bounded(self._ws, 1000, "session ended", self.close_timeout, self.log)
         self.log.info("disconnected from external engine")
 
     async def _farewell(self, ws: ClientConnection) -> None:
@@ -480,7 +471,7 @@ class ExternalEngine:
                                   message=message)
             return
         polite = False
-        if ours_first and sent is not None and sent.code == 1011:
+        if ours_first and sent is not None and sent.code == 1011 and "ping" in sent.reason:
             message = (f"external engine stopped answering pings "
                        f"(ping timeout: no pong within {self.ping_timeout:g} s)")
         elif rcvd is not None:

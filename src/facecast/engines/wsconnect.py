@@ -9,7 +9,10 @@ like any other refused upgrade (`InvalidStatus` with the 3xx response).
 
 from __future__ import annotations
 
-from websockets.asyncio.client import connect
+import asyncio
+import logging
+
+from websockets.asyncio.client import ClientConnection, connect
 
 
 class connect_no_redirects(connect):  # noqa: N801 - used like the function it wraps
@@ -17,3 +20,18 @@ class connect_no_redirects(connect):  # noqa: N801 - used like the function it w
 
     def process_redirect(self, exc: Exception) -> Exception | str:
         return exc
+
+
+async def close_bounded(ws: ClientConnection, code: int, reason: str, timeout: float,
+                        log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+    """Close with `code`/`reason`, dropping the connection if that takes over `timeout` s:
+    websockets' `close()` waits without limit for a send buffer a frozen peer never drains."""
+    try:
+        async with asyncio.timeout(timeout):
+            await ws.close(code, reason)
+    except TimeoutError:
+        log.warning("the engine did not take our close frame within %g s: connection dropped",
+                    timeout)
+        ws.transport.abort()
+    except Exception as exc:  # closing a dead socket: nothing left to do
+        log.debug("close: %r", exc)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_TASKS_PER_SESSION = 1000
 END_RECORD_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # then every 60 s until it is written
+END_RECORD_SHUTDOWN_S = 5.0    # shutdown's last try per unrecorded end
 
 
 class Runtime(Protocol):
@@ -159,7 +160,12 @@ class SessionManager:
             timer.cancel()
         self._retry_timers.clear()
         for sid in list(self._unrecorded):  # a last try; `recover()` at the next start does the rest
-            await self._retry_record_end(sid, attempt=-1)
+            try:
+                async with asyncio.timeout(END_RECORD_SHUTDOWN_S):
+                    await self._retry_record_end(sid, attempt=-1)
+            except TimeoutError:
+                log.warning("the database did not answer; the end is recorded at the next start",
+                            extra={"session_id": sid})
 
     # -- create / read ---------------------------------------------------------------------
     @property
@@ -220,6 +226,8 @@ class SessionManager:
             rows = list((await s.execute(q)).scalars().all())
         for row in rows:
             self._overlay_end(row)
+        if state is not None:   # an end not yet written changes the state the query saw
+            rows = [row for row in rows if row.state == state.value]
         return rows
 
     # -- tasks -----------------------------------------------------------------------------

@@ -170,6 +170,8 @@ class SessionRuntime:
         if not self._engine_ready:
             return
         if peer_id is not None:
+            if peer_id not in self._peers:   # left; its pump runs on until the peer closes
+                return
             self._mic_peers.add(peer_id)
             active = next((p for p in reversed(self._peers) if p in self._mic_peers), peer_id)
             if active != peer_id:
