@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _SHIFT = 4
 
 
-def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray) -> np.ndarray:
+def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray, lower_shade: float = 0.72) -> np.ndarray:
     """RGBA float32 strip of teeth; row 0 is the lip line, x = 0 at the centre column."""
     width = int(np.ceil(1.5 * mw)) | 1
     height = max(4, int(np.ceil((0.24 if upper else 0.15) * mw)))
@@ -47,8 +47,8 @@ def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray) -> np.ndarray:
     edge_tr = 1 - 0.12 * np.clip((ys - (tip[None, :] - 0.04 * mw)) / (0.04 * mw), 0, 1)
     shade = across[None, :] * side[None, :] * depth * edge_tr
     if not upper:
-        shade = shade * 0.72
-    rgba[..., :3] = ivory[None, None, :] * shade[..., None]
+        shade = shade * lower_shade
+    rgba[..., :3] = np.clip(ivory[None, None, :] * shade[..., None], 0, 1)
     return rgba
 
 
@@ -77,15 +77,30 @@ class MouthPainter:
     """Paints the mouth interior for one avatar at one output size."""
 
     def __init__(self, mouth_width: float, lip_rgb: np.ndarray, face_lum: float,
-                 synth_upper_teeth: bool = True) -> None:
+                 synth_upper_teeth: bool = True, open_ref: float | None = None,
+                 teeth_rgb: np.ndarray | None = None) -> None:
+        """`open_ref`: the jaw's scale (default the mouth width); the gaps at which tongue and
+        lower teeth show scale with it. `teeth_rgb`: the colour of the photo's own upper teeth,
+        which are kept; the synthesised lower teeth then match them, are sized for a relaxed
+        mouth (a smile widens the lips, not the teeth) and show from smaller openings."""
         self.mw = float(mouth_width)
+        self.ref = self.mw if open_ref is None else float(open_ref)
         lip = np.asarray(lip_rgb, np.float32)
         bright = float(np.clip(face_lum / 0.72, 0.65, 1.0))
         ivory = np.array([0.97, 0.95, 0.9], np.float32) * bright
         self.cavity = (lip * np.array([0.42, 0.22, 0.24], np.float32) + 0.03).astype(np.float32)
         self.tongue_rgb = np.clip(lip * np.array([0.95, 0.55, 0.58]) + 0.02, 0, 1).astype(np.float32)
-        self.upper = _teeth_strip(self.mw, True, ivory) if synth_upper_teeth else None
-        self.lower = _teeth_strip(self.mw, False, ivory * 0.92)
+        self.upper = _teeth_strip(self.mw, True, ivory) if synth_upper_teeth and teeth_rgb is None else None
+        if teeth_rgb is None:
+            self.lower_hidden = 0.03 * self.mw  # behind the lower lip
+            self.lower = _teeth_strip(self.mw, False, ivory * 0.92)
+            self.lower_show = (0.26, 0.12)  # (starts, grows over) as gap / open_ref
+        else:
+            self.lower_hidden = 0.01 * self.ref
+            tint = np.clip(np.asarray(teeth_rgb, np.float32) / 0.95, 0, 1)
+            # lit from the front like the photo's teeth (the lip shadow still falls on them)
+            self.lower = _teeth_strip(self.ref, False, tint, lower_shade=1.25)
+            self.lower_show = (0.1, 0.16)
         self.tongue = _tongue_strip(self.mw, self.tongue_rgb)
 
     def paint(self, frame: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> None:
@@ -118,12 +133,13 @@ class MouthPainter:
         mxs = np.broadcast_to((xs - cx)[None, :], rel_u.shape)
         open_gap = float(gap.max())
         # tongue and lower teeth ride on the lower lip; upper teeth hang from the upper lip
-        tongue_vis = float(np.clip((open_gap - 0.1 * self.mw) / (0.2 * self.mw), 0, 1))
+        tongue_vis = float(np.clip((open_gap - 0.1 * self.ref) / (0.2 * self.ref), 0, 1))
         if tongue_vis > 0:
             self._over(img, self.tongue, mxs, rel_l + 0.04 * self.mw, tongue_vis)
-        lower_vis = float(np.clip((open_gap - 0.26 * self.mw) / (0.12 * self.mw), 0, 1))
+        start, grow = self.lower_show
+        lower_vis = float(np.clip((open_gap - start * self.ref) / (grow * self.ref), 0, 1))
         if lower_vis > 0:
-            self._over(img, self.lower, mxs, rel_l + 0.03 * self.mw, 0.9 * lower_vis)
+            self._over(img, self.lower, mxs, rel_l + self.lower_hidden, 0.9 * lower_vis)
         if self.upper is not None:
             self._over(img, self.upper, mxs, rel_u + 0.035 * self.mw, 1.0)
         # the lips' inner edges cast a soft shadow into the mouth

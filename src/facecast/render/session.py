@@ -20,6 +20,7 @@ from facecast.render.idle import IdleMotion
 from facecast.render.lipsync import LipSyncAnalyzer, MouthFrame
 from facecast.render.mouth import MouthPainter
 from facecast.render.presets import SAMPLES_PER_FRAME, RenderPreset, resolve_preset
+from facecast.render.teeth import find_upper_teeth
 from facecast.render.warp2d import FIELDS, WarpRig
 
 logger = logging.getLogger(__name__)
@@ -83,14 +84,20 @@ class Warp2DSession:
         a = alpha if background == "transparent" else np.full_like(alpha, 255)
         self._src = np.ascontiguousarray(np.dstack([img, a]))
         self._rgba = background == "transparent"
-        self._rig = WarpRig(geom, w, h)
+        # a photo that shows its upper teeth keeps them: the mouth opens just below them
+        teeth = find_upper_teeth(img, geom)
+        seam = teeth.seam if teeth is not None else None
+        self._rig = WarpRig(geom, w, h, seam=seam)
         self._px = w / 512.0  # idle motion amplitudes are specified at 512 px
         lip, lum = _lip_colour(img, geom)
-        source_open = geom.mouth_gap > 0.06 * geom.mouth_width
-        self._painter = MouthPainter(self._rig.mw, lip, lum, synth_upper_teeth=not source_open)
-        if source_open:  # the photo shows its own teeth: open the new gap at the lip midline
-            mid = 0.5 * (geom["lip_inner_upper"] + geom["lip_inner_lower"])
-            up_pts, lo_pts = mid, mid
+        source_open = seam is not None or geom.mouth_gap > 0.06 * geom.mouth_width
+        self._painter = MouthPainter(self._rig.mw, lip, lum, synth_upper_teeth=not source_open,
+                                     open_ref=self._rig.open_ref,
+                                     teeth_rgb=teeth.rgb if teeth is not None else None)
+        if seam is not None:
+            up_pts = lo_pts = seam
+        elif source_open:  # an open mouth without visible upper teeth: open at the lip midline
+            up_pts = lo_pts = 0.5 * (geom["lip_inner_upper"] + geom["lip_inner_lower"])
         else:
             up_pts, lo_pts = geom["lip_inner_upper"], geom["lip_inner_lower"]
         self._up_pts, self._lo_pts = up_pts.astype(np.float32), lo_pts.astype(np.float32)

@@ -23,6 +23,8 @@ FIELDS = ("jaw", "lip_h", "smile", "pucker", "blink_r", "blink_l", "brow",
           "head_x", "head_y", "head_c", "head_s", "breath")
 STRIDE = 4
 _INVERT_ITERS = 3
+JAW_DROP = 0.42  # lower-lip drop at jaw coefficient 1, in units of the opening scale
+OPEN_PER_EYE = 0.72  # the opening scale is the mouth width, at most this x the eye distance
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -50,7 +52,10 @@ class FaceFrame:
 class WarpRig:
     """Displacement bases for one avatar at one output size (forward fields, pixels)."""
 
-    def __init__(self, geom: FaceGeometry, width: int, height: int, stride: int = STRIDE) -> None:
+    def __init__(self, geom: FaceGeometry, width: int, height: int, stride: int = STRIDE,
+                 seam: np.ndarray | None = None) -> None:
+        """`seam` (points left to right) is where the mouth opens; by default midway between
+        the inner lips."""
         self.width, self.height, self.stride = width, height, stride
         self.geom = geom
         gh, gw = -(-height // stride), -(-width // stride)
@@ -62,6 +67,9 @@ class WarpRig:
         d = (el - er) / np.linalg.norm(el - er)
         self.frame = FaceFrame(geom.mouth_center, d, np.array([-d[1], d[0]]))
         self.mw = geom.mouth_width
+        # opening amplitudes scale with the mouth, but a wide smile should not open wider than
+        # a relaxed mouth of that face would, so the eye distance bounds the scale
+        self.open_ref = min(self.mw, OPEN_PER_EYE * float(np.linalg.norm(el - er)))
         x0, y0, x1, y1 = geom.face_box
         self.fw, self.fh = x1 - x0, y1 - y0
         oval_u, oval_v = self.frame.local(geom["face_oval"][:, 0], geom["face_oval"][:, 1])
@@ -71,8 +79,10 @@ class WarpRig:
         lo_u, lo_v = self.frame.local(geom["lip_inner_lower"][:, 0], geom["lip_inner_lower"][:, 1])
         ou_u, ou_v = self.frame.local(geom["lip_outer_lower"][:, 0], geom["lip_outer_lower"][:, 1])
         self.lip_lo = float(ou_v.max() - lo_v.max()) * 0.8  # lower-lip thickness moves rigidly
-        self.seam_u = 0.5 * (up_u + lo_u)
-        self.seam_v = 0.5 * (up_v + lo_v)
+        if seam is None:
+            self.seam_u, self.seam_v = 0.5 * (up_u + lo_u), 0.5 * (up_v + lo_v)
+        else:
+            self.seam_u, self.seam_v = self.frame.local(seam[:, 0], seam[:, 1])
         order = np.argsort(self.seam_u)
         self.seam_u, self.seam_v = self.seam_u[order], self.seam_v[order]
         fields = self._fields(gx, gy)
@@ -104,11 +114,14 @@ class WarpRig:
         fall = 1 - _smoothstep((v - self.v_chin + 0.05 * fh) / (0.13 * fh))
         jaw = s_below * fall * (a * lens + (1 - a) * rigid)
         jaw -= 0.12 * (1 - s_below) * lens * np.exp(-((v / (0.25 * mw)) ** 2))
-        out: dict[str, np.ndarray] = {"jaw": vec(zero, jaw * 0.42 * mw)}
-        near = np.exp(-((u / (0.85 * mw)) ** 2) - (v / (0.6 * mw)) ** 2)
+        out: dict[str, np.ndarray] = {"jaw": vec(zero, jaw * JAW_DROP * self.open_ref)}
+        # vertical reach of the lip fields: a relaxed mouth's size (a smile's width would carry
+        # the lip motion up to the eyes)
+        rm = self.open_ref
+        near = np.exp(-((u / (0.85 * mw)) ** 2) - (v / (0.6 * rm)) ** 2)
         out["lip_h"] = vec(u * near * 0.7, zero)
         corner = np.clip(np.abs(u) / hw, 0, 1.4) ** 2
-        out["smile"] = vec(zero, -corner * np.exp(-((u / (0.9 * mw)) ** 2) - (v / (0.5 * mw)) ** 2) * hw)
+        out["smile"] = vec(zero, -corner * np.exp(-((u / (0.9 * mw)) ** 2) - (v / (0.5 * rm)) ** 2) * hw)
         out["pucker"] = vec(zero, (2 * s_below - 1) * lens * np.exp(-((v / (0.4 * mw)) ** 2)) * hw)
         for side_name in ("r", "l"):
             out[f"blink_{side_name}"] = self._blink(x, y, side_name)
