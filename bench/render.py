@@ -1,5 +1,5 @@
-"""Renderer figures: lip-sync and warp2d render cost per frame at each preset, avatar
-preparation time, lookahead. One command, prints a table:
+"""Renderer figures: lip-sync and warp2d render cost per frame at each preset (built-in
+character; a real photo, scikit-image's astronaut, at 512²), avatar preparation time, lookahead. One command, prints a table:
 
     .venv/bin/python bench/render.py [--seconds 10]
 
@@ -30,6 +30,7 @@ from facecast.render import (  # noqa: E402
     PRESETS,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
+    Avatar,
     LipSyncAnalyzer,
     builtin_avatar,
     open_render_session,
@@ -64,9 +65,10 @@ def bench_lipsync(pcm: np.ndarray, chunk: int = 480) -> float:
     return 1e3 * (time.process_time() - t) / max(n, 1)
 
 
-def bench_session(pcm: np.ndarray, preset: str, background: str = "default") -> tuple[float, float]:
+def bench_session(pcm: np.ndarray, preset: str, background: str = "default",
+                  avatar: Avatar | None = None) -> tuple[float, float]:
     t = time.process_time()
-    s = open_render_session(builtin_avatar(), preset, background=background, seed=1)
+    s = open_render_session(avatar or builtin_avatar(), preset, background=background, seed=1)
     open_ms = 1e3 * (time.process_time() - t)
     la = s.lookahead_frames * SAMPLES_PER_FRAME
     n = len(pcm) // SAMPLES_PER_FRAME
@@ -107,6 +109,17 @@ def main() -> None:
         render = total - lip
         print(f"{name:<9} {p.width}x{p.height:<5} {lip:>9.2f} {render:>9.2f} {total:>9.2f} "
               f"{rgba:>9.2f} {1e3 / total:>9.0f} {open_ms:>8.1f}")
+    try:
+        from skimage import data
+    except ImportError:
+        print("(scikit-image not installed: no photo figures)")
+    else:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+        photo = prepare_avatar(buf.tobytes(), name="astronaut").avatar
+        total, open_ms = bench_session(pcm, "default", avatar=photo)
+        rgba, _ = bench_session(pcm[: len(pcm) // 2], "default", "transparent", avatar=photo)
+        print(f"{'photo':<9} {'512x512':<9} {lip:>9.2f} {total - lip:>9.2f} {total:>9.2f} "
+              f"{rgba:>9.2f} {1e3 / total:>9.0f} {open_ms:>8.1f}   (astronaut, upper teeth kept)")
     prep, parts = bench_prepare()
     print(f"\navatar preparation (built-in portrait 1024x1024 through prepare_avatar): "
           f"{prep:.0f} ms CPU; last run wall ms {parts}")
