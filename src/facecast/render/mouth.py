@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 _SHIFT = 4
 
 
-def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray, lower_shade: float = 0.72) -> np.ndarray:
-    """RGBA float32 strip of teeth; row 0 is the lip line, x = 0 at the centre column."""
+def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray, lower_shade: float = 0.72,
+                 shadow: np.ndarray | None = None) -> np.ndarray:
+    """RGBA float32 strip of teeth; row 0 is the lip line, x = 0 at the centre column.
+    Shaded parts blend towards `shadow` (the mouth's warm dark), not towards grey."""
     width = int(np.ceil(1.5 * mw)) | 1
     height = max(4, int(np.ceil((0.24 if upper else 0.15) * mw)))
     xs = np.arange(width, dtype=np.float32) - width // 2
@@ -48,7 +50,11 @@ def _teeth_strip(mw: float, upper: bool, ivory: np.ndarray, lower_shade: float =
     shade = across[None, :] * side[None, :] * depth * edge_tr
     if not upper:
         shade = shade * lower_shade
-    rgba[..., :3] = np.clip(ivory[None, None, :] * shade[..., None], 0, 1)
+    if shadow is None:
+        rgba[..., :3] = np.clip(ivory[None, None, :] * shade[..., None], 0, 1)
+    else:
+        lit = np.clip(shade, 0, 1)[..., None]
+        rgba[..., :3] = np.clip(ivory[None, None, :] * lit + shadow[None, None, :] * (1 - lit), 0, 1)
     return rgba
 
 
@@ -86,14 +92,16 @@ class MouthPainter:
         self.mw = float(mouth_width)
         self.ref = self.mw if open_ref is None else float(open_ref)
         lip = np.asarray(lip_rgb, np.float32)
-        bright = float(np.clip(face_lum / 0.72, 0.65, 1.0))
-        ivory = np.array([0.97, 0.95, 0.9], np.float32) * bright
+        bright = float(np.clip(face_lum / 0.65, 0.85, 1.0))
+        ivory = np.array([0.98, 0.94, 0.86], np.float32) * bright
         self.cavity = (lip * np.array([0.42, 0.22, 0.24], np.float32) + 0.03).astype(np.float32)
+        shadow = np.clip(self.cavity * 1.6, 0, 1).astype(np.float32)
         self.tongue_rgb = np.clip(lip * np.array([0.95, 0.55, 0.58]) + 0.02, 0, 1).astype(np.float32)
-        self.upper = _teeth_strip(self.mw, True, ivory) if synth_upper_teeth and teeth_rgb is None else None
+        self.upper = (_teeth_strip(self.mw, True, ivory, shadow=shadow)
+                      if synth_upper_teeth and teeth_rgb is None else None)
         if teeth_rgb is None:
             self.lower_hidden = 0.03 * self.mw  # behind the lower lip
-            self.lower = _teeth_strip(self.mw, False, ivory * 0.92)
+            self.lower = _teeth_strip(self.mw, False, ivory * 0.92, shadow=shadow)
             self.lower_show = (0.26, 0.12)  # (starts, grows over) as gap / open_ref
         else:
             self.lower_hidden = 0.01 * self.ref
