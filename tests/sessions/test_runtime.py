@@ -199,3 +199,44 @@ async def test_the_engine_hears_one_microphone_the_newest_peers(live_app) -> Non
         expected = np.concatenate([burst(1000, 200), burst(2000, 300), burst(3000, 200)])
         assert heard.size == expected.size and np.array_equal(heard, expected)
         await client.delete(f"/api/v1/sessions/{sid}", headers=auth)
+
+
+async def test_an_uploaded_photo_talks(live_app, tmp_path) -> None:
+    """A product's own portrait (scikit-image's public-domain astronaut) uploaded over REST, then
+    a session with it: the live frames are that photo, and its mouth moves while it speaks."""
+    import io
+
+    import cv2
+
+    data = pytest.importorskip("skimage.data")
+    client, auth, manager = live_app
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    r = await client.post("/api/v1/avatars", headers=auth, data={"name": "Astronaut"},
+                          files={"file": ("astronaut.jpg", io.BytesIO(jpg.tobytes()), "image/jpeg")})
+    assert r.status_code == 201, r.text
+    avatar_id = r.json()["avatar_id"]
+    r = await client.post("/api/v1/sessions", headers=auth, json={
+        "avatar_id": avatar_id, "render_model": "small",
+        "conversation_engine": {"type": "text-echo", "tts": {"voice": "en-us"}}})
+    sid = r.json()["session_id"]
+    await client.post(f"/api/v1/sessions/{sid}/tasks", headers=auth, json={"text": "Hello, I am an astronaut."})
+    peer = MediaPeer("p1")
+    await manager.join(sid, peer)
+    await peer.wait_for("avatar_started_speaking")
+    await peer.wait_for("avatar_ended_speaking")
+    await poll_until(lambda: len(peer.sink.video) > 0 and peer.sink.video[-1][0] > max(
+        i for i, pcm in peer.sink.audio if np.abs(pcm).max() > 500) + 20)   # idle frames after it
+    await client.delete(f"/api/v1/sessions/{sid}", headers=auth)
+
+    frames = dict(peer.sink.video)
+    speech = [i for i, pcm in peer.sink.audio if np.abs(pcm).max() > 500 and i in frames]
+    silent = [img for i, img in peer.sink.video if i > speech[-1] + 8]
+    assert len(speech) > 10 and len(silent) >= 10
+    # the frames are the uploaded photo (as prepared: cropped around the face), at 256²
+    stored = cv2.imread(str(tmp_path / "data" / "avatars" / avatar_id / "portrait.png"))
+    photo = cv2.resize(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB), (256, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(silent[-1].astype(int) - photo.astype(int)).mean() < 12, "not the uploaded photo"
+    # while it speaks the picture changes (the mouth), clearly more than idle motion alone
+    motion = max(np.abs(frames[i].astype(int) - silent[-1].astype(int)).mean() for i in speech)
+    idle = max(np.abs(f.astype(int) - silent[-1].astype(int)).mean() for f in silent[-10:])
+    assert motion > 2 * idle + 0.5, (motion, idle)
