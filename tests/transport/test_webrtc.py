@@ -9,8 +9,10 @@ import httpx
 import numpy as np
 import pytest
 
+from facecast.config import Settings
 from facecast.transport.client import FacecastClient, PcmTrack, SignallingError
 from facecast.transport.standin import MOUTH
+from facecast.transport.webrtc import WebRTCTransport
 
 pytestmark = pytest.mark.slow
 
@@ -205,3 +207,27 @@ async def test_delete_is_idempotent_and_cors_preflight_answers(server) -> None:
         assert "X-Session-Token" in r.headers["access-control-allow-headers"]
         r = await http.get(f"{server.base_url}/sdk/facecast.js")
         assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+
+
+async def test_the_sdk_gets_the_servers_ice_servers(server) -> None:
+    """`GET /_sdk/v0/config`: the server's STUN/TURN list in the browser's RTCIceServer shape,
+    for a session token only."""
+    raw = ('[{"urls": "stun:stun.example.net:3478"},'
+           ' {"urls": ["turn:turn.example.net:3478?transport=udp"], "username": "u", "credential": "c"}]')
+    transport = WebRTCTransport(Settings(ice_servers=raw, webrtc_loopback=True))
+    try:
+        assert transport.browser_ice_servers == [
+            {"urls": "stun:stun.example.net:3478"},
+            {"urls": ["turn:turn.example.net:3478?transport=udp"], "username": "u",
+             "credential": "c"}]
+    finally:
+        await transport.aclose()
+    rt = server.manager.create()
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{server.base_url}/_sdk/v0/config", headers={"X-Session-Token": rt.token})
+        assert r.status_code == 200 and r.json() == {"ice_servers": []}
+        assert r.headers["access-control-allow-origin"] == "*"
+        r = await http.get(f"{server.base_url}/_sdk/v0/config")
+        assert r.status_code == 401 and r.json()["detail"][0]["loc"] == ["header", "X-Session-Token"]
+        r = await http.get(f"{server.base_url}/_sdk/v0/config", headers={"X-Session-Token": "nope"})
+        assert r.status_code == 401

@@ -21,7 +21,8 @@
  * @property {MediaStream|MediaStreamTrack|false} [audioSource]
  *   The microphone: a stream or track you captured, `false` for none, or omitted to let the SDK
  *   call getUserMedia (echo cancellation, noise suppression and auto gain on).
- * @property {RTCIceServer[]} [iceServers] STUN/TURN servers for the browser (default: none).
+ * @property {RTCIceServer[]} [iceServers] STUN/TURN servers for the browser (default: the
+ *   server's own `FACECAST_ICE_SERVERS`, fetched from `GET /_sdk/v0/config`).
  * @property {boolean} [reconnect]    Rejoin automatically after a network drop (default: true).
  * @property {"contain"|"cover"} [fit] How the avatar fills the element (default: "contain").
  */
@@ -66,7 +67,8 @@ export class FacecastAvatar {
     this.token = options.sessionToken;
     this.apiHost = (options.apiHost || window.location.origin).replace(/\/+$/, "");
     this.audioSource = options.audioSource;
-    this.iceServers = options.iceServers || [];
+    /** @type {RTCIceServer[]|null} null: ask the server (init) */
+    this.iceServers = options.iceServers || null;
     this.autoReconnect = options.reconnect !== false;
     this.fit = options.fit || "contain";
     /** @type {Map<string, Set<Function>>} */
@@ -158,9 +160,23 @@ export class FacecastAvatar {
       this._error("media_error", `microphone unavailable: ${err && err.message || err}`);
       this.micTrack = null;   // go on without a mic: the avatar still plays
     }
+    if (this.iceServers === null) this.iceServers = await this._serverIceServers();
     await this._connect();
     await this._waitPlaying();
     this._emit("idle", {});
+  }
+
+  /** The STUN/TURN servers the server is configured with; none if it cannot say. */
+  async _serverIceServers() {
+    try {
+      const res = await fetch(`${this.apiHost}/_sdk/v0/config`,
+                              { headers: { "X-Session-Token": this.token } });
+      if (!res.ok) return [];   // the offer that follows reports a bad token properly
+      const body = await res.json();
+      return Array.isArray(body.ice_servers) ? body.ice_servers : [];
+    } catch (err) {
+      return [];
+    }
   }
 
   /** Leave the session from this page (the server session lives on until DELETE or timeout). */

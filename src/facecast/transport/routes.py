@@ -3,6 +3,7 @@
     POST   /_sdk/v0/webrtc            X-Session-Token, {"sdp", "type": "offer"}
            → 200 {"sdp", "type": "answer", "peer_id", "session_id", "video": {...}}
     DELETE /_sdk/v0/webrtc/{peer_id}  X-Session-Token → 204
+    GET    /_sdk/v0/config            X-Session-Token → 200 {"ice_servers": [RTCIceServer...]}
     GET    /sdk/facecast.js           the Web SDK (ES module)
 
 Errors use the API's one mapping (`facecast.api.errors`): `{"code", "message", "detail"}` with
@@ -37,7 +38,7 @@ SDK_DIR = Path(__file__).resolve().parent.parent / "sdk"
 TOKEN_HEADER = "X-Session-Token"
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": f"Content-Type, {TOKEN_HEADER}",
     "Access-Control-Max-Age": "600",
 }
@@ -66,6 +67,7 @@ def transport_router(transport: WebRTCTransport | Callable[[Request], WebRTCTran
 
     @router.options("/_sdk/v0/webrtc", include_in_schema=False)
     @router.options("/_sdk/v0/webrtc/{peer_id}", include_in_schema=False)
+    @router.options("/_sdk/v0/config", include_in_schema=False)
     async def preflight() -> Response:
         return Response(status_code=204, headers=CORS_HEADERS)
 
@@ -83,6 +85,17 @@ def transport_router(transport: WebRTCTransport | Callable[[Request], WebRTCTran
         except FacecastError as exc:
             return error_response(exc)
         return JSONResponse(answer, headers=CORS_HEADERS)
+
+    @router.get("/_sdk/v0/config", tags=["sdk"])
+    async def sdk_config(request: Request) -> Response:
+        """What the browser needs before its offer: the STUN/TURN servers the server uses
+        (`FACECAST_ICE_SERVERS`), so a page behind NAT reaches a server behind NAT."""
+        try:
+            request.app.state.manager.verify_token(_token(request))
+            ice_servers = get(request).browser_ice_servers
+        except FacecastError as exc:
+            return error_response(exc)
+        return JSONResponse({"ice_servers": ice_servers}, headers=CORS_HEADERS)
 
     @router.delete("/_sdk/v0/webrtc/{peer_id}", status_code=204, tags=["sdk"])
     async def webrtc_leave(peer_id: str, request: Request) -> Response:

@@ -70,6 +70,11 @@ class WebRTCTransport:
                  connect_timeout: float = 30.0) -> None:
         patches.install()
         self.ice_servers = parse_ice_servers(settings.ice_servers)
+        # the same servers in the browser's RTCIceServer shape, for the SDK (GET /_sdk/v0/config)
+        self.browser_ice_servers = [
+            {k: v for k, v in (("urls", s.urls), ("username", s.username),
+                               ("credential", s.credential)) if v is not None}
+            for s in self.ice_servers]
         self.policy = policy or ice_policy_from(settings)
         self.connect_timeout = connect_timeout
         self.peers: dict[str, WebRTCPeer] = {}
