@@ -28,6 +28,7 @@ from facecast.clock import Clock
 from facecast.media.audio import as_int16
 from facecast.media.tts import synthesize_async
 from facecast.testing.call_media import Action, Recording, Speech, SpeechPlayer, sleep_until
+from facecast.testing.cartesia_turns import Turns
 from facecast.testing.cartesia_wire import (
     AgentsDialect,
     CallSetup,
@@ -98,9 +99,7 @@ class AgentConnection:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reply: asyncio.Task[None] | None = None
         self._player: SpeechPlayer | None = None
-        self._turn_seq = 0
-        self._agent_turn: dict[str, Any] | None = None
-        self._user_turn: dict[str, Any] | None = None
+        self._turns = Turns(self._emit_turn, lambda: self.clock.monotonic() - self.started_at)
         self._closed = asyncio.Event()
         self._started = asyncio.Event()
 
@@ -396,13 +395,11 @@ class AgentConnection:
             self._log("agent", "user_turn_started")
             if not self._ending:
                 await self._barge_in()
-            self._user_turn = await self._turn_started("user")
+            await self._turns.start_user()
             return
         self.user_turns += 1
         self._log("agent", "user_turn_ended")
-        if self._user_turn is not None:
-            await self._turn_ended(self._user_turn, interrupted=False)
-            self._user_turn = None
+        await self._turns.end_user()
         pre = int(self.options.turn_preroll_ms * self.sample_rate / 1000)
         assert self._recording is not None
         user_pcm = self._recording.slice(self._turn_start - pre, event.sample + pre)
@@ -417,7 +414,7 @@ class AgentConnection:
             self._log("agent", "barge_in")
             assert self._dialect is not None
             await self._send(self._dialect.clear())
-            await self._end_agent_turn(interrupted=True)
+            await self._turns.end_agent(interrupted=True)
 
     # -- outgoing ------------------------------------------------------------------------------
     async def _send(self, frame: dict[str, Any]) -> None:
@@ -440,33 +437,9 @@ class AgentConnection:
     async def _on_speech(self, item: Speech | None, what: str) -> None:
         self._log("agent", f"speech_{what}")
         if what == "started" and item is not None:
-            if self._agent_turn is None:
-                self._agent_turn = await self._turn_started("agent")
-            if item.text:
-                self._agent_turn["text"] = f"{self._agent_turn['text']} {item.text}".strip()
-                await self._emit_turn("turn_output_text_delta", turn=self._agent_turn["turn"],
-                                      role="agent", text=item.text)
+            await self._turns.agent_speaks(item.text)
         elif what == "idle":
-            await self._end_agent_turn(interrupted=False)
-
-    async def _end_agent_turn(self, *, interrupted: bool) -> None:
-        turn, self._agent_turn = self._agent_turn, None
-        if turn is not None:
-            await self._turn_ended(turn, interrupted=interrupted)
-
-    async def _turn_started(self, role: str) -> dict[str, Any]:
-        self._turn_seq += 1
-        info = {"turn": self._turn_seq, "role": role, "text": "",
-                "start_time": round(self.clock.monotonic() - self.started_at, 3)}
-        await self._emit_turn("turn_started", turn=info["turn"], role=role,
-                              start_time=info["start_time"])
-        return info
-
-    async def _turn_ended(self, info: dict[str, Any], *, interrupted: bool) -> None:
-        await self._emit_turn(
-            "turn_ended", turn=info["turn"], role=info["role"], text=info["text"],
-            interrupted=interrupted, start_time=info["start_time"],
-            end_time=round(self.clock.monotonic() - self.started_at, 3), tool_calls=[])
+            await self._turns.end_agent(interrupted=False)
 
     async def _emit_turn(self, name: str, **fields: Any) -> None:
         """Turn events: always on Managed Agents, on Line only with `line_turn_events`."""
@@ -491,7 +464,7 @@ class AgentConnection:
                 assert isinstance(self._dialect, LineDialect)
                 await self._send(self._dialect.transfer(action.arg))
             elif action.kind == "end_call":
-                await self._end_agent_turn(interrupted=False)
+                await self._turns.end_agent(interrupted=False)
                 reason = CALL_ENDED
                 if self.options.end_call_reason_in_close:
                     reason = f"{CALL_ENDED}, reason: {action.arg}"
