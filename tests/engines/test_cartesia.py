@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pydantic import SecretStr
+from tests.polling import until
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -44,13 +45,6 @@ def numbered(n: int, base: int) -> np.ndarray:
     return (np.sign(base) * (abs(base) + i % 20000)).astype(np.int16)
 
 
-async def until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @dataclass

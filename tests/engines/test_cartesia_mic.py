@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pydantic import SecretStr
+from tests.polling import until
 
 from facecast.clock import Clock, SystemClock, VirtualClock
 from facecast.config import Settings
@@ -35,13 +36,6 @@ def numbered(n: int, base: int = 1000) -> np.ndarray:
     return (base + np.arange(n) % 20000).astype(np.int16)
 
 
-async def until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @dataclass

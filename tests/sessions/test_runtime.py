@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from facecast.api.app import create_app
 from facecast.clock import SystemClock
 from facecast.sessions.keys import create_api_key
 from tests.conftest import make_settings
+from tests.polling import until
 
 
 class RecordingSink:
@@ -56,14 +56,6 @@ class MediaPeer:
                         return ev
                 self.changed.clear()
                 await self.changed.wait()
-
-
-async def poll_until(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -183,7 +175,7 @@ async def test_the_engine_hears_one_microphone_the_newest_peers(live_app) -> Non
         await manager.join(sid, new)
         await engine.wait_connected()
         runtime = manager.live(sid).runtime
-        await poll_until(lambda: runtime._engine_ready)
+        await until(timeout=10, pred=lambda: runtime._engine_ready)
 
         def burst(value: int, ms: int) -> np.ndarray:
             return np.full(24 * ms, value, dtype=np.int16)
@@ -193,7 +185,7 @@ async def test_the_engine_hears_one_microphone_the_newest_peers(live_app) -> Non
         runtime.push_mic(burst(1000, 300), 24_000, "old")    # dropped
         await manager.leave(sid, new)
         runtime.push_mic(burst(3000, 200), 24_000, "old")    # the only one left: heard again
-        await poll_until(lambda: engine.mic_pcm().size >= 24 * 700)
+        await until(timeout=10, pred=lambda: engine.mic_pcm().size >= 24 * 700)
         await asyncio.sleep(0.1)    # anything extra (a doubled burst) would arrive meanwhile
         heard = engine.mic_pcm()
         expected = np.concatenate([burst(1000, 200), burst(2000, 300), burst(3000, 200)])
@@ -224,7 +216,7 @@ async def test_an_uploaded_photo_talks(live_app, tmp_path) -> None:
     await manager.join(sid, peer)
     await peer.wait_for("avatar_started_speaking")
     await peer.wait_for("avatar_ended_speaking")
-    await poll_until(lambda: len(peer.sink.video) > 0 and peer.sink.video[-1][0] > max(
+    await until(timeout=10, pred=lambda: len(peer.sink.video) > 0 and peer.sink.video[-1][0] > max(
         i for i, pcm in peer.sink.audio if np.abs(pcm).max() > 500) + 20)   # idle frames after it
     await client.delete(f"/api/v1/sessions/{sid}", headers=auth)
 
